@@ -1,0 +1,192 @@
+"""REST resources of messaging: send a message, read messages (with attempts) and conversations.
+
+Sending honours `Idempotency-Key` durably: the key becomes the message's own idempotency key
+(namespaced by caller), so a retry returns the same message even after the cache is gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import django_filters
+from django.db import transaction
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.response import Response
+
+from clinics.api import (
+    ID_REGEX,
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_PARAMETER,
+    ApiDefaults,
+    error_responses,
+    principal_id,
+    request_user,
+)
+from config.errors import DomainError
+from consent.models import Purpose
+from consent.services import access_log_record
+from messaging.models import Conversation, Direction, Message, MessageAttempt, MessageStatus
+from messaging.selectors import conversations_visible_to, messages_visible_to
+from messaging.services import message_send
+from patients.models import Channel
+from patients.selectors import patient_get_for
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MessageAttempt
+        fields = ["number", "channel", "provider", "mode", "started_at", "finished_at", "outcome", "error_code",
+                  "error_message", "provider_id"]
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "conversation", "patient", "direction", "channel", "purpose", "urgent", "template", "language",
+                  "subject", "body", "to_address", "status", "error_code", "error_message", "routing", "not_before",
+                  "attempt_count", "created_at", "sent_at", "delivered_at", "read_at", "failed_at", "received_at"]
+        read_only_fields = fields
+
+
+class MessageDetailSerializer(MessageSerializer):
+    attempts = AttemptSerializer(many=True, read_only=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "attempts"]
+        read_only_fields = fields
+
+
+class SendSerializer(serializers.Serializer):
+    patient = serializers.IntegerField(min_value=1)
+    template = serializers.SlugField(max_length=80)
+    purpose = serializers.ChoiceField(choices=Purpose.choices)
+    context = serializers.DictField(child=serializers.CharField(max_length=1000, allow_blank=True), required=False,
+                                    default=dict)
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False, allow_null=True, default=None)
+    not_before = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    urgent = serializers.BooleanField(required=False, default=False)
+
+
+class MessageFilter(django_filters.FilterSet):
+    patient = django_filters.NumberFilter(field_name="patient_id")
+    status = django_filters.ChoiceFilter(choices=MessageStatus.choices)
+    channel = django_filters.ChoiceFilter(choices=Channel.choices)
+    direction = django_filters.ChoiceFilter(choices=Direction.choices)
+    site = django_filters.NumberFilter(field_name="conversation__site_id")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Message
+        fields = ["patient", "status", "channel", "direction", "site"]
+
+
+class MessageViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Messages of the conversations of the sites the caller may see."""
+
+    queryset = Message.objects.none()
+    serializer_class = MessageSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MessageFilter
+    lookup_value_regex = ID_REGEX
+
+    def get_queryset(self):
+        return messages_visible_to(self.request.user).order_by("-created_at", "-id")
+
+    def get_serializer_class(self):
+        return MessageDetailSerializer if self.action == "retrieve" else MessageSerializer
+
+    @extend_schema(responses={200: MessageDetailSerializer, **error_responses(401, 403, 404)},
+                   description="A message with its delivery attempts. Writes an access-log row (`message`).")
+    def retrieve(self, request, *args, **kwargs):
+        message = self.get_object()
+        if message.patient_id:
+            access_log_record(patient=message.patient, what="message", actor=request.user, request=request)
+        return Response(MessageDetailSerializer(message).data)
+
+    @extend_schema(
+        request=SendSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: MessageDetailSerializer, 200: MessageDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
+        description="Queue a message through the outbound pipeline (consent, quiet hours, channel choice). "
+        "Repeating the request with the same `Idempotency-Key` returns the same message (200), never a second one.",
+    )
+    def create(self, request, *args, **kwargs):
+        data = SendSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        patient = patient_get_for(request.user, v["patient"])
+        raw = (request.headers.get(IDEMPOTENCY_HEADER) or "").strip()
+        if len(raw) > 150:
+            raise DomainError(_("Idempotency-Key must be 1 to %(n)d characters.") % {"n": 150}, field=IDEMPOTENCY_HEADER)
+        key = f"api:{principal_id(request.user)}:{raw or uuid.uuid4().hex}"
+        prior = Message.objects.filter(idempotency_key=key).first()
+        if prior is not None:
+            if (prior.patient_id, prior.template, prior.purpose, prior.context) != (
+                patient.pk, v["template"], v["purpose"], v["context"]
+            ):
+                raise DomainError(_("This Idempotency-Key was already used with a different request body."),
+                                  field=IDEMPOTENCY_HEADER, status=409)
+            response = Response(MessageDetailSerializer(prior).data, status=status.HTTP_200_OK)
+            response["Idempotent-Replayed"] = "true"
+            return response
+        with transaction.atomic():
+            message = message_send(
+                patient=patient, purpose=v["purpose"], template=v["template"], context=v["context"],
+                idempotency_key=key, channel=v["channel"], not_before=v["not_before"], urgent=v["urgent"],
+                actor=request_user(request),
+            )
+        return Response(MessageDetailSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Conversation
+        fields = ["id", "patient", "site", "address", "last_message_at", "last_inbound_at",
+                  "whatsapp_window_ends_at", "needs_attention", "flow"]
+        read_only_fields = fields
+
+
+class ConversationDetailSerializer(ConversationSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(ConversationSerializer.Meta):
+        fields = [*ConversationSerializer.Meta.fields, "messages"]
+        read_only_fields = fields
+
+    def get_messages(self, conv) -> list[dict]:
+        rows = conv.messages.order_by("-created_at", "-id")[:100]
+        return MessageSerializer(rows, many=True).data
+
+
+class ConversationFilter(django_filters.FilterSet):
+    patient = django_filters.NumberFilter(field_name="patient_id")
+    needs_attention = django_filters.BooleanFilter()
+    site = django_filters.NumberFilter(field_name="site_id")
+
+    class Meta:
+        model = Conversation
+        fields = ["patient", "needs_attention", "site"]
+
+
+class ConversationViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """One conversation per patient across channels (the latest 100 messages in the detail)."""
+
+    queryset = Conversation.objects.none()
+    serializer_class = ConversationSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ConversationFilter
+    lookup_value_regex = ID_REGEX
+
+    def get_queryset(self):
+        return conversations_visible_to(self.request.user).order_by("-last_message_at", "-id")
+
+    @extend_schema(responses={200: ConversationDetailSerializer, **error_responses(401, 403, 404)},
+                   description="Writes an access-log row (`conversation`) when the conversation has a patient.")
+    def retrieve(self, request, *args, **kwargs):
+        conv = self.get_object()
+        if conv.patient_id:
+            access_log_record(patient=conv.patient, what="conversation", actor=request.user, request=request)
+        return Response(ConversationDetailSerializer(conv).data)

@@ -1,0 +1,9 @@
+from tests.messaging.spine import (  # noqa: F401  fixtures
+    patient,
+    public_url,
+    reminder_template,
+    sandbox_accounts,
+    twilio,
+    twilio_accounts,
+    whatsapp_patient,
+)

@@ -1,0 +1,82 @@
+import pytest
+
+from messaging.models import Message, MessageTemplate
+from tests.factories import PatientFactory, api_key
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def template():
+    MessageTemplate.objects.create(name="note", purpose="care", language="en", body="Hello {{ first_name }}")
+    MessageTemplate.objects.create(name="note", purpose="care", language="it", body="Ciao {{ first_name }}")
+
+
+def _post(client, key, body, idem=None):
+    headers = {"HTTP_AUTHORIZATION": f"Api-Key {key}"}
+    if idem:
+        headers["HTTP_IDEMPOTENCY_KEY"] = idem
+    return client.post("/api/v1/messages/", body, content_type="application/json", **headers)
+
+
+def test_send_with_same_idempotency_key_returns_the_same_message(client, patient, sandbox_accounts, template):
+    _key, secret = api_key(sites=[patient.home_site], can_write=True)
+    body = {"patient": patient.pk, "template": "note", "purpose": "care", "context": {"first_name": "Anna"}}
+    first = _post(client, secret, body, idem="abc-1")
+    second = _post(client, secret, body, idem="abc-1")
+    assert first.status_code == 201, first.json()
+    assert second.status_code == 200
+    assert second.json()["id"] == first.json()["id"]
+    assert Message.objects.count() == 1
+    assert first.json()["channel"] == "sms" and first.json()["body"] == "Ciao Anna"
+
+
+def test_send_with_reused_key_and_other_body_is_a_conflict(client, patient, sandbox_accounts, template):
+    _key, secret = api_key(sites=[patient.home_site], can_write=True)
+    body = {"patient": patient.pk, "template": "note", "purpose": "care", "context": {"first_name": "Anna"}}
+    _post(client, secret, body, idem="abc-2")
+    clash = _post(client, secret, {**body, "context": {"first_name": "Bea"}}, idem="abc-2")
+    assert clash.status_code == 409
+    assert "Idempotency-Key" in clash.json()["errors"]
+
+
+def test_send_missing_context_names_the_field(client, patient, sandbox_accounts, template):
+    _key, secret = api_key(sites=[patient.home_site], can_write=True)
+    resp = _post(client, secret, {"patient": patient.pk, "template": "note", "purpose": "care"})
+    assert resp.status_code == 400
+    assert "context.first_name" in resp.json()["errors"]
+    assert Message.objects.count() == 0
+
+
+def test_send_to_patient_of_another_site_is_404(client, patient, sandbox_accounts, template, site_b):
+    _key, secret = api_key(sites=[site_b], can_write=True)
+    resp = _post(client, secret, {"patient": patient.pk, "template": "note", "purpose": "care",
+                                  "context": {"first_name": "A"}})
+    assert resp.status_code == 404
+    assert Message.objects.count() == 0
+
+
+def test_read_only_key_cannot_send(client, patient, sandbox_accounts, template):
+    _key, secret = api_key(sites=[patient.home_site], can_write=False)
+    resp = _post(client, secret, {"patient": patient.pk, "template": "note", "purpose": "care",
+                                  "context": {"first_name": "A"}})
+    assert resp.status_code == 403
+
+
+def test_message_detail_shows_attempts_and_logs_access(client, patient, sandbox_accounts, template):
+    from consent.models import AccessLog
+    from messaging.dispatch import dispatch_once
+
+    _key, secret = api_key(sites=[patient.home_site], can_write=True)
+    created = _post(client, secret, {"patient": patient.pk, "template": "note", "purpose": "care",
+                                     "context": {"first_name": "A"}}).json()
+    dispatch_once()
+    detail = client.get(f"/api/v1/messages/{created['id']}/", HTTP_AUTHORIZATION=f"Api-Key {secret}").json()
+    assert detail["status"] == "delivered"
+    assert detail["attempts"][0]["outcome"] == "accepted"
+    assert AccessLog.objects.filter(patient=patient, what="message").count() == 1
+    other = PatientFactory(home_site=patient.home_site)
+    listed = client.get(f"/api/v1/messages/?patient={other.pk}", HTTP_AUTHORIZATION=f"Api-Key {secret}").json()
+    assert listed["count"] == 0
+    convs = client.get(f"/api/v1/conversations/?patient={patient.pk}", HTTP_AUTHORIZATION=f"Api-Key {secret}").json()
+    assert convs["count"] == 1
