@@ -50,11 +50,17 @@ def kick() -> None:
         log.warning("could not enqueue a dispatch task; the relay will pick the messages up", exc_info=True)
 
 
-def lease_seconds(batch: int, *, parallel: bool = True) -> float:
-    """How long a worker may hold `batch` rows: a connect and a read timeout per round of requests."""
-    per_request = 2 * max(settings.TWILIO_TIMEOUT, settings.EMAIL_TIMEOUT)
+def claim_lease_seconds() -> float:
+    """How long a fresh claim holds its rows: until the worker renews them group by group, just
+    before each group's requests (see `_renew`), so one slow request's worth of slack is enough."""
+    return settings.DISPATCH_LEASE_SECONDS + 2 * max(settings.TWILIO_TIMEOUT, settings.EMAIL_TIMEOUT)
+
+
+def lease_seconds(batch: int, *, timeout: float, parallel: bool = True) -> float:
+    """How long a worker may hold `batch` rows of one provider: a connect and a read timeout
+    (`timeout` each) per round of requests."""
     rounds = -(-batch // max(1, settings.TWILIO_PARALLEL_REQUESTS)) if parallel else batch
-    return settings.DISPATCH_LEASE_SECONDS + rounds * per_request
+    return settings.DISPATCH_LEASE_SECONDS + rounds * 2 * timeout
 
 
 def claim(limit: int) -> list[int]:
@@ -67,7 +73,7 @@ def claim(limit: int) -> list[int]:
         )
         if ids:
             Message.objects.filter(id__in=ids).update(
-                status=MessageStatus.SENDING, claimed_until=now + dt.timedelta(seconds=lease_seconds(len(ids))),
+                status=MessageStatus.SENDING, claimed_until=now + dt.timedelta(seconds=claim_lease_seconds()),
                 attempt_count=F("attempt_count") + 1,
             )
     return ids
@@ -176,14 +182,16 @@ def deliver(ids: list[int]) -> None:
         groups[item[0].account_id].append(item)
     for items in groups.values():
         provider = items[0][1]
+        # Earlier groups took time: keep only rows still ours and extend their lease for this one.
+        items = _renew(items, timeout=provider.request_timeout, parallel=provider.can_lookup)
+        if not items:
+            continue
         if provider.kind == "sandbox":
             # The sandbox writes to our own database: its 'send' and our record commit together.
             attempts = _start(items)
             with transaction.atomic():
                 _record(items, provider.send_many([outbound_for(m, mode) for m, _p, mode in items]), attempts)
             continue
-        # Earlier groups took time: keep only rows still ours and extend their lease for this one.
-        items = _renew(items, parallel=provider.can_lookup)
         if provider.can_lookup:
             # 'started' rows committed before the calls; if we die, reconcile asks the provider.
             attempts = _start(items)
@@ -211,17 +219,24 @@ def _start(items) -> dict[int, MessageAttempt]:
     return attempts
 
 
-def _renew(items, *, parallel: bool):
-    """The items whose rows this worker still owns (status sending, lease not run out), with the
-    lease extended to cover this group's sends; rows reconcile took back are left alone."""
+def _renew(items, *, timeout: float, parallel: bool):
+    """The items whose rows this worker still owns, with the lease extended to cover this group's
+    sends; rows reconcile took back are left alone.
+
+    Owned means: still `sending`, lease not run out, and still this worker's claim. Every claim
+    counts up `attempt_count`, so a row the relay re-queued and another worker claimed again has
+    a higher number than the one this worker read and is not ours, though it is `sending` too.
+    """
     now = timezone.now()
-    ids = [m.pk for m, _p, _mode in items]
-    until = now + dt.timedelta(seconds=lease_seconds(len(ids), parallel=parallel))
+    claims = {m.pk: m.attempt_count for m, _p, _mode in items}
+    until = now + dt.timedelta(seconds=lease_seconds(len(claims), timeout=timeout, parallel=parallel))
     with transaction.atomic():
-        owned = set(
-            Message.objects.select_for_update()
-            .filter(id__in=ids, status=MessageStatus.SENDING, claimed_until__gt=now).values_list("id", flat=True)
-        )
+        owned = {
+            pk for pk, number in Message.objects.select_for_update()
+            .filter(id__in=list(claims), status=MessageStatus.SENDING, claimed_until__gt=now)
+            .values_list("id", "attempt_count")
+            if claims[pk] == number
+        }
         Message.objects.filter(id__in=owned).update(claimed_until=until)
     return [item for item in items if item[0].pk in owned]
 

@@ -55,6 +55,7 @@ class Provider:
     supports_templates: bool = False  # can send an approved template (ContentSid) outside the window
     max_body_length: int = 1600
     can_lookup: bool = False  # can tell, after an unknown outcome, whether the message exists
+    request_timeout: float = 0.0  # seconds one request may wait to connect, and again for the answer
 
     def __init__(self, account):
         self.account = account

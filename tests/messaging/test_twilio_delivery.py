@@ -11,7 +11,7 @@ from channels_hub.models import ChannelAccount
 from channels_hub.providers import provider_for
 from consent.models import ConsentEvent, ConsentSource, Purpose
 from consent.policy import may_contact
-from messaging.dispatch import claim, lease_seconds, outbound_for, reconcile
+from messaging.dispatch import claim, claim_lease_seconds, outbound_for, reconcile
 from messaging.models import AttemptOutcome, Conversation, Message, MessageAttempt, MessageStatus
 from messaging.services import conversations_for, message_send
 from patients.models import ContactPoint
@@ -539,7 +539,7 @@ def test_worker_dead_after_claim_before_calling_twilio_is_requeued_and_sent_once
     assert reconcile() == 0
 
     # when the lease has run out and the relay reconciles
-    monday_morning.shift(dt.timedelta(seconds=lease_seconds(1) + 1))
+    monday_morning.shift(dt.timedelta(seconds=claim_lease_seconds() + 1))
     assert reconcile() == 1
     drain()
 
@@ -557,7 +557,7 @@ def test_a_worker_whose_lease_ran_out_does_not_send_what_it_no_longer_owns(
 
     msg = send_reminder(patient)
     ids = claim(10)
-    monday_morning.shift(dt.timedelta(seconds=lease_seconds(1) + 1))
+    monday_morning.shift(dt.timedelta(seconds=claim_lease_seconds() + 1))
 
     # when that worker carries on
     deliver(ids)
@@ -569,6 +569,25 @@ def test_a_worker_whose_lease_ran_out_does_not_send_what_it_no_longer_owns(
     msg.refresh_from_db()
     assert msg.status == MessageStatus.SENT
     assert twilio.count(to=PATIENT_MOBILE) == 1
+
+
+def test_a_row_claimed_again_by_another_worker_is_not_the_stale_workers_to_send(
+        patient, twilio_accounts, reminder_template, twilio, monday_morning):
+    from messaging.dispatch import _renew
+
+    # given a worker read its claimed row, then stalled until its lease ran out
+    msg = send_reminder(patient)
+    claim(10)
+    seen_by_stale_worker = Message.objects.get(pk=msg.pk)
+    monday_morning.shift(dt.timedelta(seconds=claim_lease_seconds() + 1))
+    # and the relay re-queued the row and a second worker claimed it (it is `sending` again)
+    assert reconcile() == 1
+    assert claim(10) == [msg.pk]
+    seen_by_second_worker = Message.objects.get(pk=msg.pk)
+
+    # then only the second worker's claim may go on to the send
+    assert _renew([(seen_by_stale_worker, None, "text")], timeout=3, parallel=True) == []
+    assert len(_renew([(seen_by_second_worker, None, "text")], timeout=3, parallel=True)) == 1
 
 
 def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
@@ -583,7 +602,7 @@ def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
     assert twilio.count(to=PATIENT_MOBILE) == 1
 
     # when the lease has run out and the relay reconciles
-    monday_morning.shift(dt.timedelta(seconds=lease_seconds(1) + 1))
+    monday_morning.shift(dt.timedelta(seconds=claim_lease_seconds() + 1))
     assert reconcile() == 1
     drain()
 

@@ -166,7 +166,7 @@ def test_the_survivors_timeline_includes_the_losers_history_once(survivor, loser
     assert titles.count(("consent", "Consent granted: WhatsApp, Care and appointment reminders")) == 1
     assert titles.count(("consent", "Consent withdrawn: SMS, Satisfaction surveys")) == 1
     assert titles.count(("consent", "Consent granted: SMS, Care and appointment reminders")) == 1
-    assert titles.count(("access", "Record viewed: profile")) == 1
+    assert titles.count(("access", "Record viewed: Profile (edit form)")) == 1
     assert titles.count(("profile", "Patient created")) == 2
     assert ("profile", "Profile changed") in titles
     assert titles[0] == ("profile", "Duplicate record merged in")

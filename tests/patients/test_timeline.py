@@ -49,7 +49,7 @@ def test_the_timeline_is_one_list_newest_first_across_sources(history):
         ("access", "Record viewed: Consents"),
         ("profile", "Profile changed"),
         ("consent", "Consent withdrawn: Email, Satisfaction surveys"),  # dated when stated, not when recorded
-        ("access", "Record viewed: profile"),
+        ("access", "Record viewed: Profile (edit form)"),
         ("consent", "Consent granted: SMS, Care and appointment reminders"),
         ("profile", "Patient created"),
     ]
