@@ -7,7 +7,7 @@ import heapq
 import re
 from itertools import islice
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from clinics.models import ApiKey, Site, User
@@ -138,14 +138,20 @@ def patient_export(patient: Patient) -> dict:
 
 
 def portal_patients_for(user: User | None) -> QuerySet[Patient]:
-    """The patients a portal account may open: those linked to it and not merged away.
+    """The patients a portal account may open: those linked to it, not merged away, and still
+    holding the account's email as a valid contact point.
 
+    The last condition ends access the moment the clinic corrects a mistyped address or marks it
+    invalid: whoever reads the old mailbox could sign in by code, but sees no record any more.
     This is the portal's one scoping rule; every portal view loads its patient through it.
     """
     if user is None or not getattr(user, "is_authenticated", False):
         return Patient.objects.none()
+    holds_email = ContactPoint.objects.filter(
+        patient=OuterRef("pk"), kind=ContactKind.EMAIL, value=normalize_email(user.email), is_valid=True
+    )
     return (
-        Patient.objects.filter(portal_user=user, merged_into__isnull=True)
+        Patient.objects.filter(Exists(holds_email), portal_user=user, merged_into__isnull=True)
         .select_related("home_site")
         .order_by("given_name", "family_name", "pk")
     )

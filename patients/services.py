@@ -203,15 +203,17 @@ def identifier_add(*, patient: Patient, system: str, value: str) -> PatientIdent
 
 
 @transaction.atomic
-def portal_user_ensure(*, patient: Patient) -> User | None:
-    """Give the patient a portal account on their primary email (no password: sign-in by code).
+def portal_user_ensure(*, patient: Patient, email: str | None = None) -> User | None:
+    """Give the patient a portal account (no password: sign-in by code) on `email`, which must be
+    one of their valid email addresses, or by default on their primary one.
 
-    Several patients (a parent and children) may share one email and so one account.
+    Several patients (a parent and children) may share one email and so one account. A patient
+    has one account at a time: signing in with another of their addresses moves the link there.
     """
-    email = (
-        ContactPoint.objects.filter(patient=patient, kind=ContactKind.EMAIL, is_valid=True)
-        .order_by("-is_primary", "id").values_list("value", flat=True).first()
-    )
+    emails = ContactPoint.objects.filter(patient=patient, kind=ContactKind.EMAIL, is_valid=True)
+    if email is not None:
+        emails = emails.filter(value=normalize_email(email))
+    email = emails.order_by("-is_primary", "id").values_list("value", flat=True).first()
     if email is None:
         return None
     user = User.objects.filter(email=email).first()
@@ -340,10 +342,10 @@ def portal_users_ensure_for_email(*, email: str) -> list[User]:
     users = []
     for patient in Patient.objects.filter(pk__in=patient_ids, merged_into__isnull=True).order_by("pk"):
         try:
-            user = portal_user_ensure(patient=patient)
+            user = portal_user_ensure(patient=patient, email=normalised)
         except IntegrityError:
             # A concurrent request created the account between the lookup and the insert.
-            user = portal_user_ensure(patient=patient)
+            user = portal_user_ensure(patient=patient, email=normalised)
         if user is not None and user not in users:
             users.append(user)
     return users

@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from patients.models import Patient
+from patients.services import contact_point_add, contact_point_invalidate, portal_users_ensure_for_email
 from tests.factories import staff_user
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +108,29 @@ def test_account_of_another_patient_sees_nothing_of_patient_a(patient_a, patient
 
     assert other.post(f"/portal/patients/{patient_a.pk}/choose/").status_code == 404
     assert "Anna" not in other.get("/portal/").content.decode()
+
+
+def test_an_address_the_clinic_marked_invalid_no_longer_opens_the_record(client_a, patient_a):
+    # given the clinic finds Anna's email was mistyped: someone else reads that mailbox
+    wrong = patient_a.contact_points.get(kind="email")
+    contact_point_invalidate(contact_point=wrong, reason="mistyped: belongs to someone else")
+    contact_point_add(patient=patient_a, kind="email", value="anna.rossi@example.org")
+
+    # then the account on the old address, though signed in, reaches nothing of Anna's
+    assert "Anna" not in client_a.get("/portal/").content.decode()
+    assert client_a.get("/portal/profile/")["Location"] == "/portal/"
+    assert client_a.post(f"/portal/patients/{patient_a.pk}/choose/").status_code == 404
+
+
+def test_a_patient_signs_in_with_any_of_their_valid_addresses(client, make_patient):
+    # given a patient with a primary and a second email address
+    patient = make_patient(email="primary@example.org", given_name="Sara", linked=False)
+    contact_point_add(patient=patient, kind="email", value="Second@Example.org")
+
+    # when they ask for a code with the second one
+    [account] = portal_users_ensure_for_email(email="second@example.org")
+
+    # then that account opens their record
+    assert account.email == "second@example.org"
+    client.force_login(account)
+    assert "Sara" in client.get("/portal/profile/").content.decode()
