@@ -47,6 +47,7 @@ from patients.selectors import (
     patient_search,
     patient_timeline,
     patients_visible_to,
+    portal_accounts_of,
 )
 from patients.services import (
     contact_point_add,
@@ -190,6 +191,7 @@ def patient_detail(request, pk):
     context = {
         **_contacts_context(request, patient),
         "identifiers": list(patient.identifiers.all()),
+        "portal_accounts": list(portal_accounts_of(patient).values_list("email", "last_login")),
         "channel_order": [Channel(c).label for c in patient.preferred_channels if c in Channel.values],
         "purposes": [label for _v, label in Purpose.choices],
         "consent_rows": _consent_rows(patient),

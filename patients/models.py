@@ -64,10 +64,6 @@ class Patient(models.Model):
     quiet_hours_start = models.TimeField(_("quiet hours start"), default=dt.time(21, 0))
     quiet_hours_end = models.TimeField(_("quiet hours end"), default=dt.time(8, 0))
     notes = models.TextField(_("notes"), blank=True, validators=[MaxLengthValidator(MAX_NOTES)])
-    portal_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patients",
-        verbose_name=_("portal account"),
-    )
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from", editable=False
     )

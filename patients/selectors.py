@@ -138,23 +138,32 @@ def patient_export(patient: Patient) -> dict:
 
 
 def portal_patients_for(user: User | None) -> QuerySet[Patient]:
-    """The patients a portal account may open: those linked to it, not merged away, and still
-    holding the account's email as a valid contact point.
+    """The patients a portal account may open: those, not merged away, that hold the account's
+    email as a valid contact point.
 
-    The last condition ends access the moment the clinic corrects a mistyped address or marks it
-    invalid: whoever reads the old mailbox could sign in by code, but sees no record any more.
+    A signed-in portal account has proven that mailbox with an emailed code. Access follows the
+    record: a parent and children sharing an address share it, and when the clinic marks a
+    mistyped address invalid, whoever reads that mailbox sees nothing from the next request on.
     This is the portal's one scoping rule; every portal view loads its patient through it.
     """
-    if user is None or not getattr(user, "is_authenticated", False):
+    if user is None or not getattr(user, "is_authenticated", False) or user.is_staff or user.is_clinic_staff:
         return Patient.objects.none()
     holds_email = ContactPoint.objects.filter(
         patient=OuterRef("pk"), kind=ContactKind.EMAIL, value=normalize_email(user.email), is_valid=True
     )
     return (
-        Patient.objects.filter(Exists(holds_email), portal_user=user, merged_into__isnull=True)
+        Patient.objects.filter(Exists(holds_email), merged_into__isnull=True)
         .select_related("home_site")
         .order_by("given_name", "family_name", "pk")
     )
+
+
+def portal_accounts_of(patient: Patient) -> QuerySet[User]:
+    """The portal accounts that may open `patient`: one per valid email address that has signed in
+    or asked for a code (the inverse of `portal_patients_for`)."""
+    emails = ContactPoint.objects.filter(patient=patient, kind=ContactKind.EMAIL, is_valid=True).values("value")
+    return User.objects.filter(email__in=emails, is_staff=False, is_superuser=False,
+                               staffmember__isnull=True).order_by("email")
 
 
 def portal_patient_get(user: User | None, pk) -> Patient:

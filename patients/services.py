@@ -202,31 +202,6 @@ def identifier_add(*, patient: Patient, system: str, value: str) -> PatientIdent
     return obj
 
 
-@transaction.atomic
-def portal_user_ensure(*, patient: Patient, email: str | None = None) -> User | None:
-    """Give the patient a portal account (no password: sign-in by code) on `email`, which must be
-    one of their valid email addresses, or by default on their primary one.
-
-    Several patients (a parent and children) may share one email and so one account. A patient
-    has one account at a time: signing in with another of their addresses moves the link there.
-    """
-    emails = ContactPoint.objects.filter(patient=patient, kind=ContactKind.EMAIL, is_valid=True)
-    if email is not None:
-        emails = emails.filter(value=normalize_email(email))
-    email = emails.order_by("-is_primary", "id").values_list("value", flat=True).first()
-    if email is None:
-        return None
-    user = User.objects.filter(email=email).first()
-    if user is None:
-        user = User.objects.create_user(email=email, password=None)
-    elif user.is_clinic_staff or user.is_staff:
-        return None  # a staff (or Django admin) account is never a portal account
-    if patient.portal_user_id != user.pk:
-        Patient.objects.filter(pk=patient.pk).update(portal_user=user)
-        patient.portal_user = user
-    return user
-
-
 def _move_contact_points(survivor: Patient, loser: Patient) -> int:
     """Move the loser's contact points; one the survivor already has is folded into the survivor's row.
 
@@ -318,34 +293,36 @@ def patient_merge(*, survivor: Patient, loser: Patient, actor: User | None) -> P
         moved[label] = moved.get(label, 0) + count
     Patient.objects.filter(pk=loser.pk).update(merged_into=survivor)
     loser.merged_into = survivor
-    if survivor.portal_user_id is None and loser.portal_user_id is not None:
-        Patient.objects.filter(pk=survivor.pk).update(portal_user_id=loser.portal_user_id)
     merge = PatientMerge.objects.create(survivor=survivor, loser=loser, actor=actor, at=timezone.now(), moved=moved)
     _record_change(patient=survivor, actor=actor, source=ChangeSource.STAFF, summary=gettext_noop("Duplicate record merged in"),
                    changes={"merged_from": (None, loser.pk)})
     return merge
 
 
-def portal_users_ensure_for_email(*, email: str) -> list[User]:
-    """Before a portal sign-in code is sent to `email`: give every (unmerged) patient with that
-    valid email its portal account, so a patient whose email is on file can sign in unaided.
+def portal_account_ensure(*, email: str) -> User | None:
+    """Before a portal sign-in code is sent to `email`: the portal account for that address, created
+    on first use, if an (unmerged) patient holds it as a valid email. None otherwise, and for staff.
 
-    Returns the accounts ensured (possibly none). Callers must not let the answer show: whether an
-    email is known is not revealed to whoever typed it.
+    Creating it reveals and grants nothing: what the account may open is decided at every request
+    by `portal_patients_for` (the patients holding the address), and only a signed-in account,
+    which has proven the mailbox with the emailed code, is asked. Callers must not let the answer
+    show, so whether an email is known is not revealed to whoever typed it.
     """
     normalised = normalize_email(email)
     if not normalised:
-        return []
-    patient_ids = ContactPoint.objects.filter(kind=ContactKind.EMAIL, value=normalised, is_valid=True).values(
-        "patient_id"
-    )
-    users = []
-    for patient in Patient.objects.filter(pk__in=patient_ids, merged_into__isnull=True).order_by("pk"):
+        return None
+    held = ContactPoint.objects.filter(
+        kind=ContactKind.EMAIL, value=normalised, is_valid=True, patient__merged_into__isnull=True
+    ).exists()
+    if not held:
+        return None
+    user = User.objects.filter(email=normalised).first()
+    if user is None:
         try:
-            user = portal_user_ensure(patient=patient, email=normalised)
-        except IntegrityError:
-            # A concurrent request created the account between the lookup and the insert.
-            user = portal_user_ensure(patient=patient, email=normalised)
-        if user is not None and user not in users:
-            users.append(user)
-    return users
+            with transaction.atomic():
+                user = User.objects.create_user(email=normalised, password=None)  # sign-in by code only
+        except IntegrityError:  # a concurrent request created it between the lookup and the insert
+            user = User.objects.get(email=normalised)
+    if user.is_clinic_staff or user.is_staff:
+        return None  # a staff (or Django admin) account is never a portal account
+    return user

@@ -14,14 +14,14 @@ from clinics.models import Language
 from config.errors import DomainError
 from consent.models import ConsentAction, Purpose
 from patients.models import Channel, Patient
-from patients.services import portal_users_ensure_for_email
+from patients.services import portal_account_ensure
 
 
 class PortalRequestLoginCodeForm(RequestLoginCodeForm):
     """allauth's "send me a code" form, preceded by creating the portal account on demand.
 
-    A patient whose valid email is on file gets (or is linked to) their account just before allauth
-    looks the email up, so nobody has to create it for them. Staff accounts are treated like unknown
+    A patient whose valid email is on file gets their account just before allauth looks the email
+    up, so nobody has to create it for them; what it opens is decided after the code is entered. Staff accounts are treated like unknown
     emails: the portal never signs staff in. Either way the response is the same (allauth sends an
     "unknown account" mail instead of a code), so the page never tells whether an email is known.
     """
@@ -29,7 +29,7 @@ class PortalRequestLoginCodeForm(RequestLoginCodeForm):
     def clean_email(self) -> str:
         email = self.cleaned_data.get("email")
         if email:
-            portal_users_ensure_for_email(email=email)
+            portal_account_ensure(email=email)
         email = super().clean_email()
         user = getattr(self, "_user", None)
         if user is not None and (user.is_clinic_staff or user.is_staff):

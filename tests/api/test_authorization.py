@@ -7,6 +7,8 @@ from clinics.models import StaffRole
 from clinics.services import api_key_revoke
 from consent.models import AccessLog, ConsentEvent
 from patients.models import Patient
+from patients.selectors import portal_patients_for
+from patients.services import contact_point_add, portal_account_ensure
 from tests.api.conftest import key_client
 from tests.factories import PatientFactory, api_key, staff_user
 
@@ -161,10 +163,10 @@ def test_no_credentials_cannot_create(site_a):
 
 
 def test_portal_patient_user_via_session_is_403(patient_a):
-    from django.contrib.auth import get_user_model
 
-    portal_user = get_user_model().objects.create_user(email="giulia@example.org", password=None)
-    Patient.objects.filter(pk=patient_a.pk).update(portal_user=portal_user)
+    contact_point_add(patient=patient_a, kind="email", value="giulia@example.org")
+    portal_user = portal_account_ensure(email="giulia@example.org")
+    assert list(portal_patients_for(portal_user)) == [patient_a]
     client = APIClient()
     client.force_login(portal_user)
 

@@ -13,14 +13,14 @@ from consent.policy import may_contact
 from consent.selectors import consent_matrix
 from consent.services import access_log_record, consent_grant, consent_revoke
 from patients.models import ChangeSource, ContactKind, ContactPoint, Patient, PatientChange, PatientMerge
-from patients.selectors import patient_timeline, patients_visible_to
+from patients.selectors import patient_timeline, patients_visible_to, portal_patients_for
 from patients.services import (
     contact_point_add,
     identifier_add,
     patient_create,
     patient_merge,
     patient_update,
-    portal_user_ensure,
+    portal_account_ensure,
 )
 from tests.factories import OrganizationFactory, SiteFactory, staff_user
 
@@ -62,7 +62,7 @@ def loser(site_b, desk, survivor, time_machine):
     time_machine.move_to(T0 + 3 * HOUR, tick=False)
     access_log_record(patient=patient, what="profile", actor=desk)
     patient_update(patient=patient, actor=desk, source=ChangeSource.STAFF, pronouns="he/him")
-    portal_user_ensure(patient=patient)
+    portal_account_ensure(email="m.rossi@example.pl")
     time_machine.move_to(T0 + 4 * HOUR, tick=False)
     return patient
 
@@ -149,12 +149,13 @@ def test_the_loser_stays_pointing_at_the_survivor(survivor, loser, desk):
     assert may_contact(loser, "sms", Purpose.CARE).reason == "merged"
 
 
-def test_the_survivor_inherits_the_losers_portal_account(survivor, loser, desk):
+def test_the_losers_portal_account_opens_the_survivor(survivor, loser, desk):
     account = User.objects.get(email="m.rossi@example.pl")
+    assert list(portal_patients_for(account)) == [loser]
 
     patient_merge(survivor=survivor, loser=loser, actor=desk)
 
-    assert Patient.objects.get(pk=survivor.pk).portal_user == account
+    assert list(portal_patients_for(account)) == [survivor]
 
 
 def test_the_survivors_timeline_includes_the_losers_history_once(survivor, loser, desk):

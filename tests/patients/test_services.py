@@ -9,7 +9,7 @@ from clinics.models import StaffRole, User
 from config.errors import DomainError
 from patients.models import ChangeSource, ContactKind, ContactPoint, Patient, PatientChange, PatientIdentifier
 from patients.normalize import PhoneType
-from patients.selectors import patient_duplicates
+from patients.selectors import patient_duplicates, portal_accounts_of, portal_patients_for
 from patients.services import (
     contact_point_add,
     contact_point_invalidate,
@@ -18,7 +18,7 @@ from patients.services import (
     identifier_add,
     patient_create,
     patient_update,
-    portal_user_ensure,
+    portal_account_ensure,
 )
 from tests.factories import OrganizationFactory, SiteFactory, staff_user
 
@@ -273,20 +273,21 @@ def test_a_merged_patient_cannot_be_updated(patient, site_a):
     assert exc.value.status == 409
 
 
-# --- portal_user_ensure ----------------------------------------------------------------------
+# --- portal_account_ensure ---------------------------------------------------------------------
 
-def test_portal_user_is_created_once_on_the_primary_email(patient):
+def test_a_portal_account_is_created_once_per_address_a_patient_holds(patient):
     contact_point_add(patient=patient, kind="email", value="Mario@Example.org")
     contact_point_add(patient=patient, kind="email", value="other@example.org")
 
-    first = portal_user_ensure(patient=patient)
-    again = portal_user_ensure(patient=patient)
+    first = portal_account_ensure(email=" MARIO@example.org ")
+    again = portal_account_ensure(email="mario@example.org")
+    second_address = portal_account_ensure(email="other@example.org")
 
-    assert first == again
-    assert first.email == "mario@example.org"
+    assert first == again and first.email == "mario@example.org"
     assert not first.has_usable_password()
     assert User.objects.filter(email="mario@example.org").count() == 1
-    assert Patient.objects.get(pk=patient.pk).portal_user == first
+    assert set(portal_accounts_of(patient)) == {first, second_address}
+    assert list(portal_patients_for(first)) == list(portal_patients_for(second_address)) == [patient]
 
 
 def test_a_family_email_shares_one_portal_account(patient, site_a):
@@ -294,34 +295,34 @@ def test_a_family_email_shares_one_portal_account(patient, site_a):
                            contact_points=[{"kind": "email", "value": "famiglia.rossi@example.org"}])
     contact_point_add(patient=patient, kind="email", value="FAMIGLIA.ROSSI@example.org")
 
-    parent_account = portal_user_ensure(patient=patient)
-    child_account = portal_user_ensure(patient=child)
+    account = portal_account_ensure(email="famiglia.rossi@example.org")
 
-    assert parent_account == child_account
-    assert set(parent_account.patients.all()) == {patient, child}
+    assert set(portal_patients_for(account)) == {patient, child}
 
 
-def test_without_a_valid_email_there_is_no_portal_account(patient):
-    assert portal_user_ensure(patient=patient) is None
+def test_an_address_no_valid_record_holds_gets_no_portal_account(patient):
+    assert portal_account_ensure(email="mario@example.org") is None
     cp = contact_point_add(patient=patient, kind="email", value="mario@example.org")
     contact_point_invalidate(contact_point=cp, reason="bounced")
 
-    assert portal_user_ensure(patient=patient) is None
+    assert portal_account_ensure(email="mario@example.org") is None
+    assert portal_account_ensure(email="not an email") is None
     assert not User.objects.filter(email="mario@example.org").exists()
 
 
 @pytest.mark.parametrize("kind", ["staff", "superuser", "django_staff"])
-def test_a_staff_account_is_never_linked_as_a_portal_account(kind, patient, site_a):
+def test_a_staff_account_is_never_a_portal_account(kind, patient, site_a):
     if kind == "staff":
-        staff_user(sites=[site_a], role=StaffRole.CLINICIAN, email="mario@example.org")
+        staff = staff_user(sites=[site_a], role=StaffRole.CLINICIAN, email="mario@example.org")
     elif kind == "superuser":
-        User.objects.create_superuser(email="mario@example.org", password="correct-horse-battery")
+        staff = User.objects.create_superuser(email="mario@example.org", password="correct-horse-battery")
     else:
-        User.objects.create_user(email="mario@example.org", is_staff=True)
+        staff = User.objects.create_user(email="mario@example.org", is_staff=True)
     contact_point_add(patient=patient, kind="email", value="Mario@example.org")
 
-    assert portal_user_ensure(patient=patient) is None
-    assert Patient.objects.get(pk=patient.pk).portal_user is None
+    assert portal_account_ensure(email="mario@example.org") is None
+    assert not portal_patients_for(staff).exists()
+    assert not portal_accounts_of(patient).exists()
 
 
 # --- duplicates ------------------------------------------------------------------------------

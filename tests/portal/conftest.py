@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 from django.core.cache import cache
 
-from patients.services import contact_point_add, portal_user_ensure
+from patients.services import contact_point_add, portal_account_ensure
 from tests.factories import PatientFactory
 
 CODE_RE = re.compile(r"^ {4}(\S+)$", re.MULTILINE)
@@ -35,9 +35,8 @@ def make_patient(site_a):
             contact_point_add(patient=patient, kind="email", value=email)
         if phone:
             contact_point_add(patient=patient, kind="phone", value=phone)
-        if email and linked:
-            portal_user_ensure(patient=patient)
-            patient.refresh_from_db()
+        # the account a sign-in with that email would use (an attribute of the test's object only)
+        patient.portal_account = portal_account_ensure(email=email) if email and linked else None
         return patient
 
     return make
@@ -55,5 +54,5 @@ def patient_b(make_patient):
 
 @pytest.fixture
 def client_a(client, patient_a):
-    client.force_login(patient_a.portal_user)
+    client.force_login(patient_a.portal_account)
     return client

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from patients.models import Patient
-from patients.services import contact_point_add, contact_point_invalidate, portal_users_ensure_for_email
+from patients.services import contact_point_add, contact_point_invalidate, portal_account_ensure
 from tests.factories import staff_user
 
 pytestmark = pytest.mark.django_db
@@ -71,8 +71,8 @@ def test_parent_and_child_sharing_an_email_choose_whose_record_to_open(client, m
     # given a parent and a child sharing one email, hence one account
     parent = make_patient(email="family@example.org", given_name="Paola", family_name="Neri")
     child = make_patient(email="family@example.org", given_name="Piero", family_name="Neri")
-    assert parent.portal_user == child.portal_user
-    client.force_login(parent.portal_user)
+    assert parent.portal_account == child.portal_account
+    client.force_login(parent.portal_account)
 
     # when no record is chosen yet, pages send them to the list on the home page
     assert client.get("/portal/consents/")["Location"] == "/portal/"
@@ -89,7 +89,7 @@ def test_merged_away_record_is_not_reachable(client, make_patient, site_a):
     survivor = make_patient(email="s@example.org", given_name="Sara")
     loser = make_patient(email="l@example.org", given_name="Lara")
     Patient.objects.filter(pk=loser.pk).update(merged_into=survivor)  # what patient_merge leaves behind
-    client.force_login(loser.portal_user)
+    client.force_login(loser.portal_account)
 
     assert client.post(f"/portal/patients/{loser.pk}/choose/").status_code == 404
     assert "No patient record is linked" in client.get("/portal/").content.decode()
@@ -104,7 +104,7 @@ def test_portal_pages_are_not_cached(client_a):
 
 def test_account_of_another_patient_sees_nothing_of_patient_a(patient_a, patient_b):
     other = Client()
-    other.force_login(patient_b.portal_user)
+    other.force_login(patient_b.portal_account)
 
     assert other.post(f"/portal/patients/{patient_a.pk}/choose/").status_code == 404
     assert "Anna" not in other.get("/portal/").content.decode()
@@ -128,9 +128,20 @@ def test_a_patient_signs_in_with_any_of_their_valid_addresses(client, make_patie
     contact_point_add(patient=patient, kind="email", value="Second@Example.org")
 
     # when they ask for a code with the second one
-    [account] = portal_users_ensure_for_email(email="second@example.org")
+    account = portal_account_ensure(email="second@example.org")
 
     # then that account opens their record
     assert account.email == "second@example.org"
     client.force_login(account)
     assert "Sara" in client.get("/portal/profile/").content.decode()
+
+
+def test_asking_for_a_code_for_another_of_the_patients_addresses_takes_nothing_away(client_a, patient_a):
+    # given Anna is signed in, and her record also holds a shared family address
+    contact_point_add(patient=patient_a, kind="email", value="rossi.family@example.org")
+
+    # when somebody asks for a sign-in code for the family address and never enters it
+    Client().post("/portal/login/", {"email": "rossi.family@example.org"})
+
+    # then Anna's own sign-in still opens her record
+    assert "Anna" in client_a.get("/portal/profile/").content.decode()

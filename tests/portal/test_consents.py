@@ -39,7 +39,7 @@ def test_withdraw_writes_a_portal_ledger_row_with_wording_version_actor_and_ip(c
     event = ConsentEvent.objects.filter(patient=patient_a).first()
     assert (event.channel, event.purpose, event.action, event.source) == ("sms", "care", "revoke", "portal")
     assert event.wording_version == current_wording("care")[0]
-    assert event.actor == patient_a.portal_user
+    assert event.actor == patient_a.portal_account
     assert event.ip_address == "203.0.113.7"
     assert not may_contact(patient_a, "sms", "care")
 

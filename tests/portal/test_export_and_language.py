@@ -32,7 +32,7 @@ def test_export_is_recorded_in_the_access_log_with_the_patient_as_actor(client_a
 
     entry = AccessLog.objects.get(patient=patient_a)
     assert entry.what == "portal_export"
-    assert entry.actor == patient_a.portal_user
+    assert entry.actor == patient_a.portal_account
     assert entry.ip_address == "198.51.100.4"
 
 
@@ -43,7 +43,7 @@ def test_export_page_itself_writes_no_log(client_a, patient_a):
 
 def test_portal_speaks_the_patients_language(client, make_patient):
     patient = make_patient(email="giulia@example.org", given_name="Giulia", language="it")
-    client.force_login(patient.portal_user)
+    client.force_login(patient.portal_account)
 
     response = client.get("/portal/")
 
@@ -53,7 +53,7 @@ def test_portal_speaks_the_patients_language(client, make_patient):
 
 def test_language_switcher_wins_over_the_patients_language(client, make_patient):
     patient = make_patient(email="giulia@example.org", given_name="Giulia", language="it")
-    client.force_login(patient.portal_user)
+    client.force_login(patient.portal_account)
 
     client.post("/i18n/setlang/", {"language": "pl", "next": "/portal/"})
     response = client.get("/portal/")

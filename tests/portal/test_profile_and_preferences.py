@@ -30,7 +30,7 @@ def test_profile_edit_saves_preferred_name_and_pronouns_as_a_portal_change(clien
     patient_a.refresh_from_db()
     assert (patient_a.preferred_name, patient_a.pronouns) == ("Annie", "she/her")
     change = PatientChange.objects.filter(patient=patient_a).first()
-    assert change.source == "portal" and change.actor == patient_a.portal_user
+    assert change.source == "portal" and change.actor == patient_a.portal_account
     assert set(change.changes) == {"preferred_name", "pronouns"}
 
 

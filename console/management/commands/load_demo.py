@@ -24,9 +24,14 @@ from consent.models import ConsentSource, Purpose
 from consent.policy import may_contact
 from consent.services import consent_grant, consent_revoke, consent_revoke_channel
 from messaging.services import message_send
-from patients.models import ChangeSource, Channel, ContactKind, Patient, Sex
+from patients.models import ChangeSource, Channel, ContactKind, ContactPoint, Patient, Sex
 from patients.normalize import fold
-from patients.services import contact_point_add, contact_point_invalidate, patient_create, portal_user_ensure
+from patients.services import (
+    contact_point_add,
+    contact_point_invalidate,
+    patient_create,
+    portal_account_ensure,
+)
 
 ORG_SLUG = "clinica-aurora"
 DEMO_PASSWORD = "aurora-demo-2026"  # noqa: S105  printed on purpose: a local demo login
@@ -114,9 +119,11 @@ class Command(BaseCommand):
 
     def _print_logins(self, organization: Organization) -> None:
         port = os.environ.get("PORT", "8000")
-        portal = (
-            Patient.objects.filter(organization=organization, portal_user__isnull=False)
-            .order_by("portal_user_id").values_list("portal_user__email", flat=True).first()
+        emails = ContactPoint.objects.filter(patient__organization=organization, kind=ContactKind.EMAIL,
+                                             is_valid=True).values("value")
+        portal = (  # the first portal account the demo made (the Romano family's)
+            User.objects.filter(email__in=emails, is_staff=False, is_superuser=False, staffmember__isnull=True)
+            .order_by("pk").values_list("email", flat=True).first()
         )
         self.stdout.write("")
         self.stdout.write(f"Touchpoint: http://127.0.0.1:{port}/")
@@ -351,7 +358,8 @@ class Demo:
 
         # A few portal accounts (the Romano family shares one).
         for patient in [roma_parent, roma_child, expat, dup_c, *rng.sample(patients[:192], 8)]:
-            portal_user_ensure(patient=patient)
+            portal_account_ensure(email=patient.contact_points.filter(kind="email", is_valid=True)
+                                  .order_by("-is_primary", "pk").values_list("value", flat=True).first() or "")
 
     # --- consent ----------------------------------------------------------------------------
     def _consent_history(self, patient: Patient) -> None:
