@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_hub.models import InboundEvent, InboundKind
@@ -90,10 +91,23 @@ def inbound_event_store(*, provider: str, kind: str, external_id: str, status: s
                                                 status=status[:20], payload=payload)
     except IntegrityError:
         return None
+    transaction.on_commit(lambda: inbound_event_enqueue(event.pk))
+    return event
+
+
+def inbound_event_enqueue(event_id: int) -> None:
+    """Queue the processing task. With the broker down the event waits, stored, for the relay:
+    the webhook still answers 200 (Twilio would otherwise retry a request we have kept)."""
     from channels_hub.tasks import process_inbound_event
 
-    transaction.on_commit(lambda: process_inbound_event.delay(event.pk))
-    return event
+    try:
+        process_inbound_event.delay(event_id)
+    except Exception:
+        log.warning("could not queue inbound event %s; the relay will", event_id, exc_info=True)
+
+
+RETRY_BASE_SECONDS = 5
+RETRY_MAX_SECONDS = 3600
 
 
 def inbound_event_process(event_id: int) -> None:
@@ -107,17 +121,23 @@ def inbound_event_process(event_id: int) -> None:
             _handlers["status" if isinstance(parsed, StatusUpdate) else "message"](parsed)
             InboundEvent.objects.filter(pk=event_id).update(processed_at=timezone.now(), error="")
     except Exception as exc:
+        # Kept, with the error for staff (admin), and tried again by the relay with a growing pause
+        # (capped, never given up: a STOP must take effect however long the fault lasts).
         log.exception("inbound event %s failed", event_id)
-        InboundEvent.objects.filter(pk=event_id).update(error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
+        failures = (InboundEvent.objects.filter(pk=event_id).values_list("failures", flat=True).first() or 0) + 1
+        pause = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** min(failures - 1, 20))
+        InboundEvent.objects.filter(pk=event_id).update(
+            error=f"{type(exc).__name__}: {exc}"[:2000], failures=failures,
+            retry_at=timezone.now() + dt.timedelta(seconds=pause))
 
 
 def inbound_pending(older_than: dt.timedelta, limit: int = 500) -> list[int]:
-    """Events nobody processed and nobody failed on: their task was lost (broker restart). Events
-    whose handler failed keep the error for staff (admin) and retry through their own task."""
-    cutoff = timezone.now() - older_than
+    """Unprocessed events to queue again: those whose task was lost (broker restart) and those
+    whose handler failed and whose pause is over."""
+    now = timezone.now()
     return list(
-        InboundEvent.objects.filter(processed_at__isnull=True, error="", received_at__lt=cutoff)
+        InboundEvent.objects.filter(processed_at__isnull=True)
+        .filter(Q(error="", received_at__lt=now - older_than) | Q(failures__gt=0, retry_at__lte=now))
         .order_by("received_at").values_list("id", flat=True)[:limit]
     )
 

@@ -86,6 +86,8 @@ class InboundEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)  # after a failure: when the relay tries again
 
     class Meta:
         constraints = [

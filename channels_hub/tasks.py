@@ -3,6 +3,8 @@ from celery import shared_task
 from channels_hub.inbound import inbound_event_process
 
 
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=5, retry_backoff_max=300, max_retries=8)
+@shared_task(acks_late=True, ignore_result=True)
 def process_inbound_event(event_id: int) -> None:
+    """Process one stored webhook. A failure is recorded on the event, which the periodic relay
+    queues again after a pause (no countdown tasks held by the broker)."""
     inbound_event_process(event_id)

@@ -271,8 +271,9 @@ def _mark_accepted(msgs: list[Message], attempts: list[MessageAttempt], now) -> 
     """
     at = connection.ops.adapt_datetimefield_value(now)
     sending = MessageStatus.SENDING
+    # Only rows of this claim (its number, see `_renew`): a row claimed again since is not ours to set.
     _update_from_values(
-        Message, [(m.pk, m.provider_id, m.status) for m in msgs],
+        Message, [(m.pk, m.provider_id, m.status, m.attempt_count) for m in msgs],
         "provider_id = v.column2, "
         "status = CASE WHEN {t}.status = %s THEN v.column3 ELSE {t}.status END, "
         "sent_at = CASE WHEN {t}.status = %s THEN %s ELSE {t}.sent_at END, "
@@ -281,6 +282,7 @@ def _mark_accepted(msgs: list[Message], attempts: list[MessageAttempt], now) -> 
         "error_code = CASE WHEN {t}.status = %s THEN '' ELSE {t}.error_code END, "
         "error_message = CASE WHEN {t}.status = %s THEN '' ELSE {t}.error_message END",
         [sending, sending, at, sending, MessageStatus.DELIVERED, at, sending, sending, sending],
+        where="{t}.attempt_count = v.column4",
     )
     _update_from_values(
         MessageAttempt, [(a.pk, a.provider_id) for a in attempts],
@@ -288,8 +290,10 @@ def _mark_accepted(msgs: list[Message], attempts: list[MessageAttempt], now) -> 
     )
 
 
-def _update_from_values(model, rows: list[tuple], assignments: str, params: list, *, chunk: int = 500) -> None:
-    """`UPDATE <table> SET <assignments> FROM (VALUES <rows>) AS v WHERE <table>.<pk> = v.column1`.
+def _update_from_values(model, rows: list[tuple], assignments: str, params: list, *, where: str = "",
+                        chunk: int = 500) -> None:
+    """`UPDATE <table> SET <assignments> FROM (VALUES <rows>) AS v WHERE <table>.<pk> = v.column1`
+    (`AND <where>` when given).
 
     Each row is (pk, value2, value3, …), read as v.column2, v.column3, … in `assignments`, where {t}
     stands for the quoted table name. Works on PostgreSQL and on SQLite (3.33+), our two databases.
@@ -303,7 +307,8 @@ def _update_from_values(model, rows: list[tuple], assignments: str, params: list
             part = rows[start:start + chunk]
             cursor.execute(
                 f"UPDATE {table} SET {assignments.format(t=table)} "  # noqa: S608  names and SQL are ours
-                f"FROM (VALUES {', '.join([placeholder] * len(part))}) AS v WHERE {table}.{pk} = v.column1",
+                f"FROM (VALUES {', '.join([placeholder] * len(part))}) AS v WHERE {table}.{pk} = v.column1"
+                + (f" AND {where.format(t=table)}" if where else ""),
                 [*params, *(value for row in part for value in row)],
             )
 
@@ -340,7 +345,7 @@ def _record_failure(m: Message, attempt: MessageAttempt | None, err: TransportEr
             AttemptOutcome.UNKNOWN if err.unknown else AttemptOutcome.FAILED if err.permanent else AttemptOutcome.RETRY
         )
         attempt.save(update_fields=["finished_at", "error_code", "error_message", "outcome"])
-    base = Message.objects.filter(pk=m.pk, status=MessageStatus.SENDING)
+    base = Message.objects.filter(pk=m.pk, status=MessageStatus.SENDING, attempt_count=m.attempt_count)
     if err.unknown:
         base.update(status=MessageStatus.UNKNOWN, error_code=err.code[:40], error_message=err.message[:500],
                     claimed_until=now + dt.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS))
@@ -417,7 +422,8 @@ def reconcile(limit: int = 200) -> int:
     now = timezone.now()
     stuck = list(
         Message.objects.filter(status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN], claimed_until__lt=now)
-        .select_related("account", "conversation")[:limit]
+        .select_related("account", "conversation")
+        .order_by("pk")[:limit]  # oldest first: with the provider's oldest-first match, lost sends to one number pair up in order
     )
     done = 0
     for m in stuck:
@@ -431,12 +437,20 @@ def reconcile(limit: int = 200) -> int:
                 status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
             done += 1
             continue
-        provider = provider_for(m.account)
+        try:
+            provider = provider_for(m.account)
+        except Exception:  # a misconfigured account must not stop the relay for everyone else
+            log.exception("reconcile message %s: no provider", m.pk)
+            continue
         if not provider.can_lookup:
             Message.objects.filter(pk=m.pk).update(status=MessageStatus.UNKNOWN, claimed_until=None)
             continue
-        # Sids our other messages to this address already hold are never this message's.
+        # Sids our other messages to this address hold, or held on earlier attempts, are never this one's.
         taken = frozenset(
+            MessageAttempt.objects.filter(message__provider=m.provider, message__to_address=m.to_address,
+                                          started_at__gte=attempt.started_at - dt.timedelta(days=1))
+            .exclude(message=m).exclude(provider_id="").values_list("provider_id", flat=True)
+        ) | frozenset(
             Message.objects.filter(provider=m.provider, to_address=m.to_address, provider_id__isnull=False,
                                    created_at__gte=attempt.started_at - dt.timedelta(days=1))
             .exclude(pk=m.pk).values_list("provider_id", flat=True)
@@ -453,6 +467,9 @@ def reconcile(limit: int = 200) -> int:
                     claimed_until=None, error_code="", error_message="")
                 MessageAttempt.objects.filter(pk=attempt.pk).update(
                     outcome=AttemptOutcome.FOUND, provider_id=found.provider_id, finished_at=now)
+                if found.status in (MessageStatus.FAILED, MessageStatus.UNDELIVERED):
+                    # It went out and has failed since: as if its status callback had said so.
+                    _reported_failure(m, provider_id=found.provider_id, error_code=found.error_code)
             else:
                 Message.objects.filter(pk=m.pk, status=m.status).update(
                     status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
@@ -461,6 +478,19 @@ def reconcile(limit: int = 200) -> int:
     if done:
         transaction.on_commit(kick)
     return done
+
+
+def _reported_failure(m: Message, *, provider_id: str, error_code: str) -> None:
+    """The provider holds the message as failed/undelivered: the template instead of WhatsApp free
+    text after 63016, else the code's consequences and the next allowed channel."""
+    m.refresh_from_db()
+    if m.provider_id != provider_id:
+        return
+    if error_code == "63016" and resend_as_template(m, provider_id=provider_id):
+        return
+    if error_code:
+        apply_consequences(m, error_code)
+    fallback_after_delivery_failure(m, error_code=error_code)
 
 
 def resend_as_template(m: Message, *, provider_id: str) -> bool:
@@ -499,5 +529,8 @@ def fallback_after_delivery_failure(m: Message, *, error_code: str) -> None:
         return
     now = timezone.now()
     err = TransportError(f"reported {error_code or 'failed'} after acceptance", permanent=True, code=error_code)
+    if m.provider_id:
+        MessageAttempt.objects.filter(message=m, provider_id=m.provider_id).update(
+            outcome=AttemptOutcome.FAILED, error_code=(error_code or "")[:40], error_message=err.message[:500])
     _fallback(m, reason=error_code or "undelivered", now=now, error=err,
               statuses=(MessageStatus.FAILED, MessageStatus.UNDELIVERED))

@@ -162,13 +162,16 @@ def handle_status_update(update: StatusUpdate) -> None:
     for the SID of an earlier attempt (failed, or replaced by a fallback or a template resend) is
     ignored, so it can never mark the current send as done."""
     from messaging.dispatch import fallback_after_delivery_failure, resend_as_template
-    from messaging.models import AttemptOutcome, MessageAttempt
+    from messaging.models import MessageAttempt
 
     message = Message.objects.filter(provider=update.provider, provider_id=update.external_id).first()
     if message is None and update.reference.isdigit():
         candidate = Message.objects.filter(pk=int(update.reference), provider=update.provider).first()
+        # The send in flight has not recorded its id on its attempt yet (or the message would have
+        # been found by it above), so an attempt that holds this id is an earlier send's, whatever
+        # its outcome: e.g. the WhatsApp send a fallback to SMS replaced.
         stale = candidate is not None and MessageAttempt.objects.filter(
-            message=candidate, provider_id=update.external_id, outcome=AttemptOutcome.FAILED).exists()
+            message=candidate, provider_id=update.external_id).exists()
         # The receipt may beat the worker's own record of the provider id: adopt it while that send
         # is still in flight, never for a message that was re-queued meanwhile.
         if (candidate is not None and not stale and candidate.status in (MessageStatus.SENDING, MessageStatus.UNKNOWN)

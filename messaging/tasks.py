@@ -49,11 +49,10 @@ def _enqueue_next() -> None:
 def relay() -> None:
     """Periodic safety net: due rows whose kick was lost, stuck claims, unknown outcomes, inbound
     events whose processing task was lost."""
-    from channels_hub.inbound import inbound_pending
-    from channels_hub.tasks import process_inbound_event
+    from channels_hub.inbound import inbound_event_enqueue, inbound_pending
 
     spine.reconcile()
     if spine.due_exists():
         dispatch.delay()
     for event_id in inbound_pending(dt.timedelta(seconds=60)):
-        process_inbound_event.delay(event_id)
+        inbound_event_enqueue(event_id)

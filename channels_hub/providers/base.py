@@ -33,6 +33,7 @@ class Outbound:
 class SendResult:
     provider_id: str
     status: str = "sent"  # a messaging.MessageStatus value
+    error_code: str = ""  # the provider's code when a message it holds has failed (found by lookup)
 
 
 class TransportError(Exception):

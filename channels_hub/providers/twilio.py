@@ -104,15 +104,17 @@ class _TwilioBase(Provider):
 
     def lookup(self, outbound: Outbound, *, since: dt.datetime, exclude: frozenset[str] = frozenset()
                ) -> SendResult | None:
+        # No DateSent filter: a message Twilio accepted but has not sent yet (queued behind a
+        # Messaging Service's rate limit) has no DateSent, and must be found all the same. The
+        # newest messages to the recipient come first; the creation time is checked here.
         try:
-            found = self.client.messages.list(
-                to=_address(self.channel, outbound.to), date_sent_after=since - dt.timedelta(days=1), limit=50
-            )
+            found = self.client.messages.list(to=_address(self.channel, outbound.to), limit=50)
         except TwilioRestException as exc:
             raise _map_rest_error(exc) from exc
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"lookup failed: {exc}", permanent=False, code="lookup") from exc
-        for msg in found:
+        # Oldest first: of two lost sends to one number, the earlier attempt takes the earlier message.
+        for msg in sorted(found, key=lambda m: m.date_created or since):
             if msg.sid in exclude:
                 continue  # another of our messages to this recipient (e.g. a second template send)
             created = msg.date_created
@@ -120,7 +122,8 @@ class _TwilioBase(Provider):
                 continue
             same = (msg.body or "") == outbound.body if not outbound.content_sid else True
             if same:
-                return SendResult(provider_id=msg.sid, status=STATUS_MAP.get(str(msg.status), "sent"))
+                return SendResult(provider_id=msg.sid, status=STATUS_MAP.get(str(msg.status), "sent"),
+                                  error_code=str(msg.error_code or ""))
         return None
 
 

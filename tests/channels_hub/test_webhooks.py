@@ -7,7 +7,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from channels_hub.models import InboundEvent, InboundKind
-from messaging.models import Message, MessageStatus
+from messaging.dispatch import claim, deliver
+from messaging.models import AttemptOutcome, Message, MessageAttempt, MessageStatus
 from messaging.services import message_send
 from patients.models import ContactPoint
 from tests.fakes.twilio_server import load_twilio_fixture
@@ -241,6 +242,7 @@ def test_receipt_before_the_worker_recorded_the_sid_is_matched_by_reference(sent
     # given the worker has not yet stored Twilio's sid when the first receipt arrives
     sid = sent_sms.provider_id
     Message.objects.filter(pk=sent_sms.pk).update(provider_id=None, status=MessageStatus.SENDING)
+    MessageAttempt.objects.filter(message=sent_sms).update(provider_id="", outcome=AttemptOutcome.STARTED)
 
     # when the callback comes (to ...?ref=<our id>)
     assert post_twilio_status(client, twilio, sid, "delivered").status_code == 200
@@ -266,3 +268,65 @@ def test_late_receipt_for_a_superseded_send_is_ignored(sent_sms, patient, twilio
     # then the email still waits to be sent: the old receipt cannot mark it delivered
     msg.refresh_from_db()
     assert (msg.status, msg.channel) == (MessageStatus.QUEUED, "email")
+
+
+def test_late_receipt_for_the_failed_send_cannot_pass_for_the_fallback_in_flight(sent_sms, patient, twilio, client):
+    # given the SMS was reported failed and the message fell back to email, which a worker has claimed
+    old_sid = sent_sms.provider_id
+    msg = process_status(client, twilio, sent_sms, "undelivered", error_code=30003)
+    assert claim(10) == [msg.pk]
+
+    # when a late 'sent' receipt for the old SMS arrives while the email is in flight (by reference)
+    post_twilio_status(client, twilio, old_sid, "sent")
+    process_inbound()
+
+    # then the email is still the worker's to send, and is sent
+    msg.refresh_from_db()
+    assert (msg.status, msg.provider_id) == (MessageStatus.SENDING, None)
+    deliver([msg.pk])
+    msg.refresh_from_db()
+    assert (msg.status, msg.channel) == (MessageStatus.SENT, "email")
+    # and the SMS attempt shows how it ended
+    sms = msg.attempts.get(channel="sms")
+    assert (sms.outcome, sms.error_code) == (AttemptOutcome.FAILED, "30003")
+
+
+def test_a_stop_whose_processing_failed_is_applied_by_the_relay_after_a_pause(patient, twilio_accounts, twilio,
+                                                                                client, monkeypatch, time_machine):
+    from channels_hub import inbound
+    from consent.policy import may_contact
+
+    # given a STOP whose first processing hit a fault
+    post_twilio_inbound(client, twilio, from_=PATIENT_MOBILE, body="STOP", sid="SM" + "7" * 32)
+    real_handler = inbound._handlers["message"]
+    monkeypatch.setitem(inbound._handlers, "message", lambda parsed: (_ for _ in ()).throw(RuntimeError("db hiccup")))
+    process_inbound()
+    event = InboundEvent.objects.get()
+    assert (event.processed_at, event.failures, event.error) == (None, 1, "RuntimeError: db hiccup")
+
+    # then the relay leaves it alone during the pause, and queues it again after
+    assert inbound.inbound_pending(dt.timedelta(seconds=60)) == []
+    time_machine.shift(dt.timedelta(seconds=inbound.RETRY_BASE_SECONDS + 1))
+    assert inbound.inbound_pending(dt.timedelta(seconds=60)) == [event.pk]
+
+    # and once the fault is gone the STOP takes effect
+    monkeypatch.setitem(inbound._handlers, "message", real_handler)
+    inbound.inbound_event_process(event.pk)
+    event.refresh_from_db()
+    assert event.processed_at is not None and event.error == ""
+    assert not may_contact(patient, "sms", "care")
+
+
+def test_webhook_answers_200_and_keeps_the_event_when_the_broker_is_down(patient, twilio_accounts, twilio, client,
+                                                                           monkeypatch, django_capture_on_commit_callbacks):
+    from channels_hub.tasks import process_inbound_event
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(process_inbound_event, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_twilio_inbound(client, twilio, from_=PATIENT_MOBILE, body="Ciao", sid="SM" + "8" * 32)
+
+    assert response.status_code == 200
+    assert InboundEvent.objects.filter(processed_at__isnull=True).count() == 1

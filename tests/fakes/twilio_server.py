@@ -570,7 +570,7 @@ class FakeTwilio:
             from_=from_, body=body, messaging_service_sid=service,
             status="scheduled" if scheduled else "queued", num_segments=parts, media_urls=media,
             status_callback=form.get("StatusCallback") or None, date_created=now, date_updated=now,
-            date_sent=None if scheduled else now, form=form,
+            date_sent=None, form=form,  # as Twilio: set once the message has actually been sent
         )
         with self._lock:
             self._messages[msg.sid] = msg

@@ -613,6 +613,30 @@ def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
     assert twilio.count(to=PATIENT_MOBILE) == 1
 
 
+def test_reconcile_finding_the_message_failed_at_twilio_falls_back_like_its_receipt_would(
+        patient, twilio_accounts, reminder_template, twilio, monday_morning):
+    # given a worker got the SMS accepted by Twilio and died before recording it
+    msg = send_reminder(patient)
+    claim(10)
+    msg.refresh_from_db()
+    MessageAttempt.objects.create(message=msg, number=msg.attempt_count, channel="sms", provider="twilio",
+                                  mode="text", started_at=timezone.now(), outcome=AttemptOutcome.STARTED)
+    sid = provider_for(msg.account).send(outbound_for(msg, "text")).provider_id
+    # and the carrier has since refused it: the number is not a working handset
+    twilio.set_status(sid, "undelivered", 30005)
+
+    # when the relay reconciles
+    monday_morning.shift(dt.timedelta(seconds=claim_lease_seconds() + 1))
+    assert reconcile() == 1
+
+    # then the SMS is not sent again; the number is marked invalid and the email fallback is queued
+    msg.refresh_from_db()
+    assert (msg.status, msg.channel, msg.error_code) == (MessageStatus.QUEUED, "email", "30005")
+    assert twilio.count(to=PATIENT_MOBILE) == 1
+    assert not ContactPoint.objects.get(patient=patient, kind="phone").is_valid
+    assert msg.attempts.get(channel="sms").outcome == AttemptOutcome.FAILED
+
+
 def test_reconcile_does_not_adopt_another_message_to_the_same_number(whatsapp_patient, twilio_accounts,
                                                                      reminder_template, twilio, settings,
                                                                      monday_morning):
