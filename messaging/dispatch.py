@@ -180,10 +180,12 @@ def deliver(ids: list[int]) -> None:
     groups: dict[int, list[tuple[Message, object, str]]] = defaultdict(list)
     for item in ready:
         groups[item[0].account_id].append(item)
-    for items in groups.values():
+    for number, items in enumerate(groups.values()):
         provider = items[0][1]
         # Earlier groups took time: keep only rows still ours and extend their lease for this one.
         items = _renew(items, timeout=provider.request_timeout, parallel=provider.can_lookup)
+        if number:  # and a STOP may have arrived meanwhile
+            items = _still_allowed(items)
         if not items:
             continue
         if provider.kind == "sandbox":
@@ -239,6 +241,21 @@ def _renew(items, *, timeout: float, parallel: bool):
         }
         Message.objects.filter(id__in=owned).update(claimed_until=until)
     return [item for item in items if item[0].pk in owned]
+
+
+def _still_allowed(items):
+    """The items consent still allows now; the others go to their next channel (or fail)."""
+    now = timezone.now()
+    checked = [item for item in items if item[0].patient and not item[0].compliance]
+    if not checked:
+        return items
+    decisions = may_contact_many([(m.patient, m.channel, m.purpose) for m, _p, _mode in checked], at=now)
+    refused = set()
+    for (m, _p, _mode), decision in zip(checked, decisions, strict=True):
+        if not decision:
+            _fallback(m, reason=f"consent_{decision.reason}", now=now)
+            refused.add(m.pk)
+    return [item for item in items if item[0].pk not in refused]
 
 
 def _record(items, results, attempts) -> None:

@@ -114,7 +114,8 @@ def route(
         try:
             body = render(template.body, context)
             subject = render(template.subject, context)
-            variables = {str(i): str(context[name]) for i, name in enumerate(template.whatsapp_variables or [], 1)}
+            variables = {str(i): render("{{ %s }}" % name, context)  # a missing or None value: MissingVariable
+                         for i, name in enumerate(template.whatsapp_variables or [], 1)}
         except (MissingVariable, KeyError) as exc:
             name = exc.name if isinstance(exc, MissingVariable) else exc.args[0]
             raise ValidationError({f"context.{name}": _("The template %(t)s needs this value.") % {"t": template_name}}) \

@@ -17,10 +17,12 @@ def _message_entries(patient_ids, limit):
 
 
 def _export_messages(patient):
+    from patients.selectors import merged_ids
+
     return [
         {"at": m.created_at.isoformat(), "direction": m.direction, "channel": m.channel, "status": m.status,
          "purpose": m.purpose, "body": m.body, "subject": m.subject}
-        for m in Message.objects.filter(patient=patient).order_by("created_at", "id")
+        for m in Message.objects.filter(patient_id__in=merged_ids(patient)).order_by("created_at", "id")
     ]
 
 

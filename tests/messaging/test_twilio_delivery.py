@@ -11,6 +11,7 @@ from channels_hub.models import ChannelAccount
 from channels_hub.providers import provider_for
 from consent.models import ConsentEvent, ConsentSource, Purpose
 from consent.policy import may_contact
+from consent.services import consent_revoke_channel
 from messaging.dispatch import claim, claim_lease_seconds, outbound_for, reconcile
 from messaging.models import AttemptOutcome, Conversation, Message, MessageAttempt, MessageStatus
 from messaging.services import conversations_for, message_send
@@ -131,6 +132,23 @@ def test_whatsapp_outside_the_window_sends_the_approved_template_with_json_varia
     msg.refresh_from_db()
     assert msg.status == MessageStatus.SENT
     assert msg.attempts.get().mode == "template"
+
+
+def test_a_none_value_for_a_whatsapp_template_variable_is_refused_not_sent_as_the_word_none(
+        whatsapp_patient, twilio_accounts, reminder_template, twilio):
+    from django.core.exceptions import ValidationError
+
+    from messaging.models import MessageTemplate
+
+    # the approved WhatsApp template carries a value the free-text wording leaves out
+    MessageTemplate.objects.create(name="short", purpose="care", language="en", body="Hi {{ first_name }}.",
+                                   whatsapp_content_sid=CONTENT_SID, whatsapp_variables=["first_name", "when"])
+    with pytest.raises(ValidationError) as exc:
+        message_send(patient=whatsapp_patient, purpose="care", template="short",
+                     context={"first_name": "Anna", "when": None}, idempotency_key="none-value")
+
+    assert list(exc.value.message_dict) == ["context.when"]
+    assert not Message.objects.exists()
 
 
 def test_whatsapp_outside_the_window_without_a_template_is_not_sent_as_free_text(
@@ -588,6 +606,25 @@ def test_a_row_claimed_again_by_another_worker_is_not_the_stale_workers_to_send(
     # then only the second worker's claim may go on to the send
     assert _renew([(seen_by_stale_worker, None, "text")], timeout=3, parallel=True) == []
     assert len(_renew([(seen_by_second_worker, None, "text")], timeout=3, parallel=True)) == 1
+
+
+def test_a_stop_that_arrives_while_a_batch_is_sending_stops_the_rest_of_it(
+        patient, twilio_accounts, reminder_template, twilio, monday_morning):
+    from messaging.dispatch import _still_allowed
+
+    # given a worker claimed the reminder and checked consent, and is busy with an earlier group
+    msg = send_reminder(patient)
+    claim(10)
+    claimed = Message.objects.select_related("patient").get(pk=msg.pk)
+    # when the patient's STOP is processed meanwhile
+    consent_revoke_channel(patient=patient, channel="sms", source=ConsentSource.KEYWORD)
+
+    # then, reaching the SMS group, the worker drops it and the message moves to the next channel
+    assert _still_allowed([(claimed, None, "text")]) == []
+    msg.refresh_from_db()
+    assert (msg.status, msg.channel) == (MessageStatus.QUEUED, "email")
+    assert {"channel": "sms", "failed": "consent_revoked"} in msg.routing
+    assert twilio.count(to=PATIENT_MOBILE) == 0
 
 
 def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
