@@ -2,12 +2,16 @@ from django.utils.translation import gettext as _
 
 from consent.models import AccessLog, ConsentAction, ConsentEvent
 from patients.registry import TimelineEntry, register_export_section, register_timeline_source
+from patients.selectors import merged_ids
+
+
+def _consent_events(patient_ids):
+    # After a merge the survivor holds copies of the loser's events: each statement once, the original.
+    return ConsentEvent.objects.filter(patient_id__in=patient_ids).exclude(copied_from__patient_id__in=patient_ids)
 
 
 def _consent_entries(patient_ids, limit):
-    # After a merge the survivor holds copies of the loser's events: show each statement once, the original.
-    events = ConsentEvent.objects.filter(patient_id__in=patient_ids).exclude(copied_from__patient_id__in=patient_ids)
-    for e in events.order_by("-at", "-id")[:limit]:
+    for e in _consent_events(patient_ids).order_by("-at", "-id")[:limit]:
         verb = _("granted") if e.action == ConsentAction.GRANT else _("withdrawn")
         yield TimelineEntry(
             at=e.at, kind="consent",
@@ -23,18 +27,20 @@ def _access_entries(patient_ids, limit):
                             detail=a.ip_address or "", actor=a.actor_label)
 
 
+# Export sections gather over merged_ids(patient) as the timeline does: the access log of a record
+# merged into this one stays on that record, and its consent statements are the originals there.
 def _export_consents(patient):
     return [
         {"at": e.at.isoformat(), "channel": e.channel, "purpose": e.purpose, "action": e.action, "source": e.source,
          "wording_version": e.wording_version, "wording_text": e.wording_text, "by": e.actor_label}
-        for e in ConsentEvent.objects.filter(patient=patient).order_by("at", "id")
+        for e in _consent_events(merged_ids(patient)).order_by("at", "id")
     ]
 
 
 def _export_access(patient):
     return [
         {"at": a.at.isoformat(), "by": a.actor_label, "what": a.what, "ip_address": a.ip_address}
-        for a in AccessLog.objects.filter(patient=patient).order_by("at", "id")
+        for a in AccessLog.objects.filter(patient_id__in=merged_ids(patient)).order_by("at", "id")
     ]
 
 

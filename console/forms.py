@@ -10,10 +10,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from clinics.models import Language, Site
+from clinics.models import Language, Site, validate_time_zone
 from config.errors import DomainError
 from consent.models import ConsentAction, Purpose
-from patients.models import MAX_NOTES, Channel, ContactKind, Sex
+from patients.models import MAX_NOTES, Channel, ContactKind, Sex, validate_date_of_birth
 from patients.normalize import normalize_email, normalize_phone
 
 
@@ -34,7 +34,25 @@ def add_service_errors(form: forms.Form, exc: ValidationError | DomainError, ali
 
 @lru_cache(maxsize=1)
 def _time_zone_choices() -> list[tuple[str, str]]:
-    return [(tz, tz) for tz in sorted(zoneinfo.available_timezones()) if "/" in tz and not tz.startswith("Etc/")]
+    """Real places (Area/City) plus UTC; leaves out the legacy aliases zoneinfo also lists."""
+    names = {
+        n for n in zoneinfo.available_timezones()
+        if "/" in n and not n.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))
+    }
+    return [(tz, tz) for tz in sorted(names | {"UTC"})]
+
+
+class TimeZoneField(forms.ChoiceField):
+    """Offers the usual names, and accepts any the model accepts (the API may have set a legacy one)."""
+
+    def valid_value(self, value) -> bool:
+        if super().valid_value(value):
+            return True
+        try:
+            validate_time_zone(value)
+        except ValidationError:
+            return False
+        return True
 
 
 class DateInput(forms.DateInput):
@@ -74,7 +92,8 @@ class PatientForm(forms.Form):
     family_name = forms.CharField(label=_("Family name"), max_length=100)
     preferred_name = forms.CharField(label=_("Preferred name"), max_length=100, required=False)
     date_of_birth = forms.DateField(label=_("Date of birth"), required=False, widget=DateInput(),
-                                    input_formats=["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"])
+                                    input_formats=["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"],
+                                    validators=[validate_date_of_birth])
     sex = forms.ChoiceField(label=_("Sex"), choices=Sex.choices, initial=Sex.UNKNOWN)
     gender_identity = forms.CharField(label=_("Gender identity"), max_length=100, required=False,
                                       help_text=_("As the patient states it."))
@@ -142,12 +161,16 @@ class PreferencesForm(forms.Form):
     quiet_hours_start = forms.TimeField(label=_("Quiet hours from"), widget=TimeInput())
     quiet_hours_end = forms.TimeField(label=_("Quiet hours until"), widget=TimeInput(),
                                       help_text=_("No messages in this window, except urgent ones. Same time twice: none."))
-    time_zone = forms.ChoiceField(label=_("Time zone"), required=False)
+    time_zone = TimeZoneField(label=_("Time zone"), required=False)
 
     def __init__(self, *args, site_time_zone: str, **kwargs):
         super().__init__(*args, **kwargs)
+        choices = _time_zone_choices()
+        current = self.initial.get("time_zone") or ""
+        if current and (current, current) not in choices:
+            choices = [(current, current), *choices]  # the patient's own zone stays selected, not replaced
         self.fields["time_zone"].choices = [
-            ("", _("Home site's time zone (%(tz)s)") % {"tz": site_time_zone}), *_time_zone_choices()
+            ("", _("Home site's time zone (%(tz)s)") % {"tz": site_time_zone}), *choices
         ]
 
     @classmethod

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clinics.models import Language, Organization, Site, validate_time_zone
@@ -36,6 +37,21 @@ def default_channel_order() -> list[str]:
     return [Channel.WHATSAPP, Channel.SMS, Channel.EMAIL]
 
 
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+
+
+def validate_date_of_birth(value: dt.date) -> None:
+    # "Today" where it is latest on Earth (UTC+14): a baby born today in any time zone is not in the future.
+    latest = (timezone.now() + dt.timedelta(hours=14)).date()
+    if value > latest:
+        raise ValidationError(_("The date of birth cannot be in the future."), code="future")
+    if value < EARLIEST_BIRTH_DATE:
+        raise ValidationError(
+            _("The date of birth cannot be before %(date)s."), code="too_early",
+            params={"date": EARLIEST_BIRTH_DATE.isoformat()},
+        )
+
+
 class Sex(models.TextChoices):
     FEMALE = "female", _("Female")
     MALE = "male", _("Male")
@@ -49,7 +65,8 @@ class Patient(models.Model):
     given_name = models.CharField(_("given name"), max_length=100)
     family_name = models.CharField(_("family name"), max_length=100)
     preferred_name = models.CharField(_("preferred name"), max_length=100, blank=True)
-    date_of_birth = models.DateField(_("date of birth"), null=True, blank=True, db_index=True)
+    date_of_birth = models.DateField(_("date of birth"), null=True, blank=True, db_index=True,
+                                     validators=[validate_date_of_birth])
     sex = models.CharField(_("sex"), max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
     gender_identity = models.CharField(
         _("gender identity"), max_length=100, blank=True, help_text=_("As the patient states it.")

@@ -3,12 +3,13 @@
 import datetime as dt
 
 import pytest
+from django.utils import translation
 
 from consent.models import ConsentSource
 from consent.services import access_log_record, consent_grant, consent_revoke
 from patients.models import ChangeSource
 from patients.selectors import patient_timeline
-from patients.services import contact_point_add, patient_create, patient_update
+from patients.services import contact_point_add, patient_create, patient_merge, patient_update
 from tests.factories import staff_user
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -61,7 +62,7 @@ def test_the_timeline_is_one_list_newest_first_across_sources(history):
 def test_timeline_entries_say_who_and_what(history):
     entries = {e.title: e for e in patient_timeline(history)}
 
-    assert (entries["Profile changed"].actor, entries["Profile changed"].detail) == ("desk", "family_name")
+    assert (entries["Profile changed"].actor, entries["Profile changed"].detail) == ("desk", "family name")
     assert entries["Consent granted: SMS, Care and appointment reminders"].detail == "Patient portal"
     assert entries["Consent withdrawn: Email, Satisfaction surveys"].actor == "Import"
     assert entries["Record viewed: Consents"].actor == "desk"
@@ -102,3 +103,31 @@ def test_the_timeline_shows_only_this_patients_history(history, site_a):
 
     assert [e.title for e in patient_timeline(other)] == ["Patient created"]
     assert len(patient_timeline(history)) == 7
+
+
+def test_timeline_detail_names_the_changed_fields_by_their_labels_not_their_keys(site_a, desk, time_machine):
+    # Given a profile change, a contact point added and a duplicate merged in
+    time_machine.move_to(T0, tick=False)
+    patient = patient_create(home_site=site_a, given_name="Anna", family_name="Rossi", actor=desk)
+    duplicate = patient_create(home_site=site_a, given_name="Ana", family_name="Rossi", actor=desk)
+    time_machine.move_to(T0 + MIN, tick=False)
+    patient_update(patient=patient, actor=desk, source=ChangeSource.STAFF, given_name="Annalisa", notes="Deaf: SMS only")
+    time_machine.move_to(T0 + 2 * MIN, tick=False)
+    contact_point_add(patient=patient, kind="whatsapp", value="+39 347 123 4567", actor=desk)
+    time_machine.move_to(T0 + 3 * MIN, tick=False)
+    patient_merge(survivor=patient, loser=duplicate, actor=desk)
+
+    # When the timeline is read
+    details = {e.title: e.detail for e in patient_timeline(patient, kinds={"profile"})}
+
+    # Then each change says what it touched in words, not as a stored key
+    assert details["Profile changed"] == "given name, notes"
+    assert details["Contact point added"] == "WhatsApp"
+    assert details["Duplicate record merged in"] == "merged record"
+
+
+def test_timeline_detail_is_in_the_readers_language(history):
+    with translation.override("it"):
+        entries = patient_timeline(history, kinds={"profile"})
+
+    assert [e.detail for e in entries if e.detail] == ["Email", "cognome"]
