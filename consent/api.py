@@ -21,7 +21,7 @@ from clinics.api import (
 from consent.models import AccessLog, ConsentEvent, ConsentSource, Purpose
 from consent.selectors import access_log_for, consent_events, consent_matrix
 from consent.services import access_log_record, client_ip, consent_grant, consent_revoke
-from patients.api import PATIENT_PK_PARAMETER, PatientScopedMixin
+from patients.api import PATIENT_PK_PARAMETER, AwareDateTimeField, PatientScopedMixin
 from patients.models import Channel
 
 
@@ -58,7 +58,7 @@ class ConsentChangeSerializer(serializers.Serializer):
         help_text=gettext_lazy("The wording the patient was shown (default: the current one)."),
     )
     note = serializers.CharField(max_length=300, required=False, allow_blank=True)
-    at = serializers.DateTimeField(
+    at = AwareDateTimeField(
         required=False, help_text=gettext_lazy("When the patient said it (default: now); never in the future.")
     )
 

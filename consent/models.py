@@ -104,6 +104,7 @@ class ConsentEvent(AppendOnlyModel):
 ACCESS_LABELS = {
     "view_360": _("Patient 360 page"),
     "api_detail": _("API: patient record"),
+    "api_list": _("API: patient list"),
     "export": _("Data export"),
     "portal_export": _("Data export by the patient"),
     "timeline": _("Timeline"),

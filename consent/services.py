@@ -25,6 +25,10 @@ def _actor_label(actor: User | None, api_key: ApiKey | None, source: str) -> str
         member = getattr(actor, "staff_member", None)
         if member is not None:
             return member.display_name or actor.email
+        # A superuser made with createsuperuser (or a Django-admin user) has no StaffMember row,
+        # but is clinic staff, not a patient.
+        if actor.is_superuser or actor.is_staff:
+            return actor.get_full_name() or actor.email
         return _("Patient (%(email)s)") % {"email": actor.email}
     return str(ConsentSource(source).label)
 
@@ -122,10 +126,20 @@ def access_log_record(
     *, patient: Patient, what: str, actor: User | ApiKey | None, request=None,
 ) -> AccessLog:
     """Record that `actor` read `what` of the patient's record (call on every read path)."""
+    return access_log_record_many(patients=[patient], what=what, actor=actor, request=request)[0]
+
+
+def access_log_record_many(
+    *, patients: list[Patient], what: str, actor: User | ApiKey | None, request=None,
+) -> list[AccessLog]:
+    """`access_log_record` for several patients read at once (a list page), in one INSERT."""
+    if not patients:
+        return []
     api_key = actor if isinstance(actor, ApiKey) else None
     user = actor if isinstance(actor, User) else None
     label = _actor_label(user, api_key, ConsentSource.STAFF) if (user or api_key) else _("Unknown")
-    return AccessLog.objects.create(
-        patient=patient, actor=user, api_key=api_key, actor_label=label, what=what[:50],
-        ip_address=client_ip(request), path=(request.get_full_path()[:300] if request is not None else ""),
-    )
+    ip, path = client_ip(request), (request.get_full_path()[:300] if request is not None else "")
+    return AccessLog.objects.bulk_create([
+        AccessLog(patient=p, actor=user, api_key=api_key, actor_label=label, what=what[:50], ip_address=ip, path=path)
+        for p in patients
+    ])

@@ -31,6 +31,7 @@ from consent.services import access_log_record
 from messaging.models import Conversation, Direction, Message, MessageAttempt, MessageStatus
 from messaging.selectors import conversations_visible_to, messages_visible_to
 from messaging.services import message_send
+from patients.api import AwareDateTimeField, AwareDateTimeFilter, IdFilter
 from patients.models import Channel
 from patients.selectors import patient_get_for
 
@@ -66,18 +67,18 @@ class SendSerializer(serializers.Serializer):
     context = serializers.DictField(child=serializers.CharField(max_length=1000, allow_blank=True), required=False,
                                     default=dict)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False, allow_null=True, default=None)
-    not_before = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    not_before = AwareDateTimeField(required=False, allow_null=True, default=None)
     urgent = serializers.BooleanField(required=False, default=False)
 
 
 class MessageFilter(django_filters.FilterSet):
-    patient = django_filters.NumberFilter(field_name="patient_id")
+    patient = IdFilter(field_name="patient_id")
     status = django_filters.ChoiceFilter(choices=MessageStatus.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     direction = django_filters.ChoiceFilter(choices=Direction.choices)
-    site = django_filters.NumberFilter(field_name="conversation__site_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    site = IdFilter(field_name="conversation__site_id")
+    created_after = AwareDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = AwareDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Message
@@ -162,9 +163,9 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 
 class ConversationFilter(django_filters.FilterSet):
-    patient = django_filters.NumberFilter(field_name="patient_id")
+    patient = IdFilter(field_name="patient_id")
     needs_attention = django_filters.BooleanFilter()
-    site = django_filters.NumberFilter(field_name="site_id")
+    site = IdFilter(field_name="site_id")
 
     class Meta:
         model = Conversation

@@ -55,14 +55,15 @@ class MissingVariable(Exception):
         self.name = name
 
 
-def render(text: str, context: dict) -> str:
-    def sub(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in context or context[name] is None:
-            raise MissingVariable(name)
-        return str(context[name])
+def placeholder_value(name: str, context: dict) -> str:
+    """The text for placeholder `name`; MissingVariable when it is absent or None."""
+    if name not in context or context[name] is None:
+        raise MissingVariable(name)
+    return str(context[name])
 
-    return PLACEHOLDER.sub(sub, text or "")
+
+def render(text: str, context: dict) -> str:
+    return PLACEHOLDER.sub(lambda match: placeholder_value(match.group(1), context), text or "")
 
 
 GSM7 = set(

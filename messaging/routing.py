@@ -16,7 +16,7 @@ from channels_hub.models import ChannelAccount
 from channels_hub.providers import provider_class
 from consent.policy import Decision
 from messaging.models import MessageTemplate
-from messaging.rendering import MissingVariable, render
+from messaging.rendering import MissingVariable, placeholder_value, render
 from patients.models import Channel, ContactKind, ContactPoint, Patient
 
 CONTACT_KIND = {Channel.SMS: ContactKind.PHONE, Channel.WHATSAPP: ContactKind.WHATSAPP, Channel.EMAIL: ContactKind.EMAIL}
@@ -114,8 +114,7 @@ def route(
         try:
             body = render(template.body, context)
             subject = render(template.subject, context)
-            variables = {str(i): render("{{ %s }}" % name, context)  # a missing or None value: MissingVariable
-                         for i, name in enumerate(template.whatsapp_variables or [], 1)}
+            variables = {str(i): placeholder_value(name, context) for i, name in enumerate(template.whatsapp_variables or [], 1)}
         except (MissingVariable, KeyError) as exc:
             name = exc.name if isinstance(exc, MissingVariable) else exc.args[0]
             raise ValidationError({f"context.{name}": _("The template %(t)s needs this value.") % {"t": template_name}}) \

@@ -1,11 +1,13 @@
 """REST resources of Patient 360: patients, their contact points, preferences, timeline, export.
 
 Every query starts from `patients_visible_to(request.user)`: a patient outside the caller's sites
-is a 404, never a 403. Every read of one patient's record writes an access-log row.
+is a 404, never a 403. Every response that carries a patient's record (each patient on a list page,
+and the record a write returns) writes an access-log row.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import contextmanager
 
 import django_filters
@@ -14,14 +16,18 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.encoding import force_str
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import ISO_8601, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.utils import humanize_datetime
 
 from clinics.api import (
     ID_REGEX,
@@ -36,7 +42,7 @@ from clinics.api import (
 from clinics.models import ApiKey, Language, Site
 from clinics.selectors import site_ids_for, sites_for
 from config.errors import DomainError
-from consent.services import access_log_record
+from consent.services import access_log_record, access_log_record_many
 from patients.models import (
     ChangeSource,
     Channel,
@@ -91,6 +97,82 @@ def _prefixed(errors: dict[str, list[str]], prefix: str, status_code: int) -> Do
     err = DomainError(messages[0], field=field, status=status_code)
     err.all_errors = keyed
     return err
+
+
+# --- Date-times given to the API ---------------------------------------------------------------
+
+# A time without an offset would be read in the server's zone, which the caller cannot see.
+NAIVE_DATETIME_MESSAGE = gettext_lazy(
+    "Give a UTC offset, e.g. 2026-03-10T09:30:00Z or 2026-03-10T10:30:00+01:00."
+)
+OUT_OF_RANGE_MESSAGE = serializers.DateTimeField.default_error_messages["overflow"]
+AWARE_DATETIME_HELP = gettext_lazy("ISO 8601 with a UTC offset, e.g. 2026-03-10T09:30:00Z.")
+# A day inside Python's limits, so the value can be shown in any time zone without overflowing.
+EARLIEST_DATETIME = dt.datetime.min.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+LATEST_DATETIME = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
+
+
+def aware_datetime_problem(value: dt.datetime) -> str | None:
+    """Why `value` is not an acceptable API date-time: "naive", "overflow", or None when it is."""
+    if timezone.is_naive(value):
+        return "naive"
+    if not EARLIEST_DATETIME <= value <= LATEST_DATETIME:
+        return "overflow"
+    return None
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time with an explicit UTC offset (`Z` or `+01:00`); anything else is a 400."""
+
+    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            self.fail("date")
+        if isinstance(value, str):
+            try:
+                value = parse_datetime(value.strip())
+            except ValueError:  # well-formed but impossible, e.g. month 13
+                value = None
+        if not isinstance(value, dt.datetime):
+            self.fail("invalid", format=humanize_datetime.datetime_formats([ISO_8601]))
+        problem = aware_datetime_problem(value)
+        if problem:
+            self.fail(problem)
+        return self.enforce_timezone(value)
+
+
+class AwareIsoDateTimeFormField(forms.DateTimeField):
+    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            parsed = parse_datetime(force_str(value).strip())
+        except ValueError:  # well-formed but impossible, e.g. month 13
+            parsed = None
+        if parsed is None:
+            raise DjangoValidationError(self.error_messages["invalid"], code="invalid")
+        problem = aware_datetime_problem(parsed)
+        if problem:
+            raise DjangoValidationError(self.error_messages[problem], code=problem)
+        return parsed
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """A query-string date-time with an explicit UTC offset; naive or out-of-range values are a 400."""
+
+    field_class = AwareIsoDateTimeFormField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
+        super().__init__(*args, **kwargs)
 
 
 # --- Serializers ------------------------------------------------------------------------------
@@ -345,12 +427,20 @@ class PatientViewSet(
         access_log_record(patient=patient, what=what, actor=request.user, request=request)
         return patient
 
-    def _fresh(self, patient: Patient) -> Patient:
-        return self.get_queryset().get(pk=patient.pk)
+    def _fresh(self, patient: Patient, request, what: str = "api_detail") -> Patient:
+        """The record as it is now, for a write's response: returning it is a read, so it is logged."""
+        patient = self.get_queryset().get(pk=patient.pk)
+        access_log_record(patient=patient, what=what, actor=request.user, request=request)
+        return patient
 
-    @extend_schema(responses={200: PatientSerializer, **error_responses(401, 403)})
+    @extend_schema(
+        description="Writes an access-log row (`api_list`) for each patient on the page.",
+        responses={200: PatientSerializer, **error_responses(400, 401, 403)},
+    )
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        access_log_record_many(patients=page, what="api_list", actor=request.user, request=request)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
         description="Writes an access-log row (`api_detail`).",
@@ -362,7 +452,7 @@ class PatientViewSet(
 
     @extend_schema(
         description="Create a patient with contact points (phones in any format, read in the home site's "
-        "region) and an MRN. Nothing is stored unless all of it is valid.",
+        "region) and an MRN. Nothing is stored unless all of it is valid. Writes an access-log row (`api_detail`).",
         request=PatientCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: PatientSerializer, **error_responses(400, 401, 403, 409)},
@@ -380,10 +470,11 @@ class PatientViewSet(
                 with errors_under(f"contact_points[{i}]"):
                     contact_point_add(patient=patient, actor=user, source=ChangeSource.API, record=False, **cp)
         location = reverse("patient-detail", kwargs={"pk": patient.pk})
-        return Response(self.get_serializer(self._fresh(patient)).data, status=status.HTTP_201_CREATED,
+        return Response(self.get_serializer(self._fresh(patient, request)).data, status=status.HTTP_201_CREATED,
                         headers={"Location": location})
 
     @extend_schema(
+        description="Writes an access-log row (`api_detail`).",
         request=PatientUpdateSerializer,
         responses={200: PatientSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
@@ -394,7 +485,7 @@ class PatientViewSet(
         )
         with transaction.atomic():
             patient_update(patient=patient, actor=request_user(request), source=ChangeSource.API, **data)
-        return Response(self.get_serializer(self._fresh(patient)).data)
+        return Response(self.get_serializer(self._fresh(patient, request)).data)
 
     @extend_schema(
         description="Everything held about the patient (GDPR art. 15/20). Writes an access-log row (`export`).",
@@ -434,7 +525,8 @@ class PatientViewSet(
         return Response(DuplicateSerializer(found, many=True).data)
 
     @extend_schema(
-        description="Merge the `loser` record into this one. Both must be among the patients you may see.",
+        description="Merge the `loser` record into this one. Both must be among the patients you may see. "
+        "Writes an access-log row (`api_detail`) for the survivor.",
         request=MergeInputSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={200: MergeResultSerializer, **error_responses(400, 401, 403, 404, 409)},
@@ -450,7 +542,7 @@ class PatientViewSet(
             raise DomainError(_("No such patient."), field="loser", status=404) from None
         with transaction.atomic():
             merge = patient_merge(survivor=survivor, loser=loser, actor=request_user(request))
-        result = {"survivor": self._fresh(survivor), "loser": loser.pk, "moved": merge.moved, "merged_at": merge.at}
+        result = {"survivor": self._fresh(survivor, request), "loser": loser.pk, "moved": merge.moved, "merged_at": merge.at}
         return Response(MergeResultSerializer(result, context=self.get_serializer_context()).data)
 
     @extend_schema(
@@ -458,7 +550,7 @@ class PatientViewSet(
         responses={200: PreferencesSerializer, **error_responses(401, 403, 404)},
     )
     @extend_schema(
-        methods=["PATCH"], request=PreferencesSerializer,
+        methods=["PATCH"], request=PreferencesSerializer, description="Writes an access-log row (`preferences`).",
         responses={200: PreferencesSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     @action(detail=True, methods=["get", "patch"])
@@ -469,7 +561,7 @@ class PatientViewSet(
         body = validated(PreferencesSerializer(data=request.data, partial=True))
         with transaction.atomic():
             patient_update(patient=patient, actor=request_user(request), source=ChangeSource.API, **body)
-        return Response(PreferencesSerializer(self._fresh(patient)).data)
+        return Response(PreferencesSerializer(self._fresh(patient, request, "preferences")).data)
 
 
 @extend_schema(tags=["patients"], parameters=[PATIENT_PK_PARAMETER])
