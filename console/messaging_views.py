@@ -23,7 +23,13 @@ from config.errors import DomainError
 from consent.services import access_log_record
 from console.views import staff_required
 from messaging.models import Direction, MessageStatus
-from messaging.selectors import conversation_thread, conversations_visible_to, inbox, messages_visible_to
+from messaging.selectors import (
+    conversation_thread,
+    conversations_visible_to,
+    inbox,
+    messages_visible_to,
+    scope_q,
+)
 from messaging.services import (
     conversation_link_patient,
     conversation_mark_handled,
@@ -71,7 +77,7 @@ def message_log(request):
             if d[name]:
                 qs = qs.filter(**{name: d[name]})
         if d["site"] is not None:
-            qs = qs.filter(conversation__site=d["site"])
+            qs = qs.filter(scope_q([d["site"].pk], "conversation__"))  # the site that sees it, as scoping does
         if d["date_from"]:
             qs = qs.filter(created_at__date__gte=d["date_from"])
         if d["date_to"]:

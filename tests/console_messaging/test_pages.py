@@ -45,6 +45,18 @@ def test_message_log_filters_and_scope(client, world, site_b):
     assert client.get(f"/console/messages/{Message.objects.get().pk}/").status_code == 404
 
 
+def test_message_log_site_filter_follows_the_patients_current_home_site(client, world, site_a, site_b):
+    # given a message sent while the patient belonged to Roma, who has since moved to Warszawa
+    message_send(patient=world, purpose="care", template="hello", context={"first_name": "A"}, idempotency_key="m3")
+    dispatch_once()
+    type(world).objects.filter(pk=world.pk).update(home_site=site_b)
+    _login(client, [site_a, site_b])
+
+    # then filtering by site shows it under the site that now sees it, as the scoping does
+    assert "Hello A" in client.get(f"/console/messages/?site={site_b.pk}").content.decode()
+    assert "Hello A" not in client.get(f"/console/messages/?site={site_a.pk}").content.decode()
+
+
 def test_message_detail_shows_attempts(client, world):
     msg = message_send(patient=world, purpose="care", template="hello", context={"first_name": "A"}, idempotency_key="m2")
     dispatch_once()
