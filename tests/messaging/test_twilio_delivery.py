@@ -627,15 +627,20 @@ def test_a_stop_that_arrives_while_a_batch_is_sending_stops_the_rest_of_it(
     assert twilio.count(to=PATIENT_MOBILE) == 0
 
 
+def accepted_then_worker_died(msg: Message) -> tuple[Message, str]:
+    """What a worker leaves when it dies right after Twilio accepted the message: the row claimed
+    (`sending`), its attempt `started`, the message created at Twilio. Returns the row and the sid."""
+    claim(10)
+    msg.refresh_from_db()
+    MessageAttempt.objects.create(message=msg, number=msg.attempt_count, channel=msg.channel, provider="twilio",
+                                  mode="text", started_at=timezone.now(), outcome=AttemptOutcome.STARTED)
+    return msg, provider_for(msg.account).send(outbound_for(msg, "text")).provider_id
+
+
 def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
         patient, twilio_accounts, reminder_template, twilio, monday_morning):
     # given a worker claimed the message, logged its attempt, got it accepted by Twilio, then died
-    msg = send_reminder(patient)
-    claim(10)
-    msg.refresh_from_db()
-    MessageAttempt.objects.create(message=msg, number=msg.attempt_count, channel="sms", provider="twilio",
-                                  mode="text", started_at=timezone.now(), outcome=AttemptOutcome.STARTED)
-    provider_for(msg.account).send(outbound_for(msg, "text"))
+    msg, _sid = accepted_then_worker_died(send_reminder(patient))
     assert twilio.count(to=PATIENT_MOBILE) == 1
 
     # when the lease has run out and the relay reconciles
@@ -653,12 +658,7 @@ def test_worker_dead_after_twilio_accepted_before_recording_is_found_not_resent(
 def test_reconcile_finding_the_message_failed_at_twilio_falls_back_like_its_receipt_would(
         patient, twilio_accounts, reminder_template, twilio, monday_morning):
     # given a worker got the SMS accepted by Twilio and died before recording it
-    msg = send_reminder(patient)
-    claim(10)
-    msg.refresh_from_db()
-    MessageAttempt.objects.create(message=msg, number=msg.attempt_count, channel="sms", provider="twilio",
-                                  mode="text", started_at=timezone.now(), outcome=AttemptOutcome.STARTED)
-    sid = provider_for(msg.account).send(outbound_for(msg, "text")).provider_id
+    msg, sid = accepted_then_worker_died(send_reminder(patient))
     # and the carrier has since refused it: the number is not a working handset
     twilio.set_status(sid, "undelivered", 30005)
 
