@@ -1,10 +1,12 @@
-"""Staff must have an authenticator app before they reach patient data (STAFF_MFA_REQUIRED)."""
+"""Staff sessions: an authenticator app before patient data (STAFF_MFA_REQUIRED), and times shown in
+the staff member's own time zone."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 
 # Paths that show or change patient data for a signed-in session. Sign-in, sign-out and the MFA
 # pages themselves live under /accounts/ and stay reachable, so the user can enrol.
@@ -46,3 +48,24 @@ class StaffMfaRequiredMiddleware:
         if user is None or not user.is_authenticated or not getattr(user, "is_clinic_staff", False):
             return False
         return not _has_totp(user)
+
+
+class StaffTimeZoneMiddleware:
+    """Console pages show times in the zone of the staff member's sites (`staff_time_zone`), not
+    the server's: a Warsaw desk reads Warsaw times. Patient 360 still shows the patient's zone.
+    Place after AuthenticationMiddleware."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not getattr(user, "is_clinic_staff", False):
+            return self.get_response(request)
+        from clinics.selectors import staff_time_zone
+
+        timezone.activate(staff_time_zone(user))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

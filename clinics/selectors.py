@@ -12,24 +12,26 @@ ACCESS_SITE = "clinics.access_site"
 
 def site_ids_for(actor: User | ApiKey | None) -> set[int]:
     """Ids of the sites whose patients `actor` may see (empty for anyone else)."""
+    return set(_granted_sites(actor).values_list("id", flat=True))
+
+
+def _granted_sites(actor: User | ApiKey | None) -> QuerySet[Site]:
     if actor is None or not getattr(actor, "is_authenticated", False):
-        return set()
+        return Site.objects.none()
     if isinstance(actor, ApiKey):
         if actor.revoked_at is not None:
-            return set()
+            return Site.objects.none()
         # A grant never reaches across organisations, whatever rows exist.
-        return set(actor.sites.filter(organization_id=actor.organization_id).values_list("id", flat=True))
+        return actor.sites.filter(organization_id=actor.organization_id)
     if not actor.is_active:
-        return set()
+        return Site.objects.none()
     if actor.is_superuser:
-        return set(Site.objects.values_list("id", flat=True))
+        return Site.objects.all()
     member = actor.staff_member
     if member is None:
-        return set()
-    return set(
-        get_objects_for_user(actor, ACCESS_SITE, klass=Site, accept_global_perms=False)
-        .filter(organization_id=member.organization_id)
-        .values_list("id", flat=True)
+        return Site.objects.none()
+    return get_objects_for_user(actor, ACCESS_SITE, klass=Site, accept_global_perms=False).filter(
+        organization_id=member.organization_id
     )
 
 
@@ -61,3 +63,14 @@ def api_key_find(raw: str) -> ApiKey | None:
     if not hmac.compare_digest(key.hashed_secret, ApiKey.hash_secret(secret)):
         return None
     return key
+
+
+def staff_time_zone(user: User):
+    """The zone console pages show times in: that of the staff member's sites when they share one,
+    else the deployment's TIME_ZONE (a member working across zones sees each page say which)."""
+    import zoneinfo
+
+    from django.conf import settings
+
+    zones = list(_granted_sites(user).order_by().values_list("time_zone", flat=True).distinct()[:2])  # one query
+    return zoneinfo.ZoneInfo(zones[0] if len(zones) == 1 else settings.TIME_ZONE)

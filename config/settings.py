@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "clinics.middleware.StaffMfaRequiredMiddleware",
+    "clinics.middleware.StaffTimeZoneMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
