@@ -134,8 +134,8 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
-def _fingerprint(request) -> str:
-    data = request.data
+def fingerprint(data) -> str:
+    """A hash of a request body that ignores key order: same body, same fingerprint."""
     if hasattr(data, "lists"):  # a QueryDict from a form post
         data = dict(data.lists())
     body = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
@@ -147,8 +147,8 @@ def _plain(data):
     return json.loads(json.dumps(data, cls=JSONEncoder))
 
 
-def _replay(stored: dict, fingerprint: str) -> Response:
-    if stored["fingerprint"] != fingerprint:
+def _replay(stored: dict, body_hash: str) -> Response:
+    if stored["fingerprint"] != body_hash:
         raise DomainError(
             _("This Idempotency-Key was already used with a different request body."),
             field=IDEMPOTENCY_HEADER, status=409, code="idempotency_conflict",
@@ -180,18 +180,18 @@ def idempotent_response(request, call: Callable[[], Response]) -> Response:
         raise DomainError(
             _("Idempotency-Key must be 1 to %(n)d characters.") % {"n": _MAX_KEY_LENGTH}, field=IDEMPOTENCY_HEADER
         )
-    fingerprint = _fingerprint(request)
+    body_hash = fingerprint(request.data)
     result_key = idempotency_cache_key(request, raw)
     lock_key = result_key + ":lock"
 
     stored = cache.get(result_key)
     if stored is not None:
-        return _replay(stored, fingerprint)
+        return _replay(stored, body_hash)
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
-    while not cache.add(lock_key, fingerprint, IDEMPOTENCY_LOCK_SECONDS):
+    while not cache.add(lock_key, body_hash, IDEMPOTENCY_LOCK_SECONDS):
         stored = cache.get(result_key)
         if stored is not None:
-            return _replay(stored, fingerprint)
+            return _replay(stored, body_hash)
         if time.monotonic() >= deadline:
             raise DomainError(
                 _("A request with this Idempotency-Key is still being processed; retry later."),
@@ -202,13 +202,13 @@ def idempotent_response(request, call: Callable[[], Response]) -> Response:
         # The first request may have finished between our read and taking the lock.
         stored = cache.get(result_key)
         if stored is not None:
-            return _replay(stored, fingerprint)
+            return _replay(stored, body_hash)
         response = call()
         if 200 <= response.status_code < 300:
             headers = {name: response[name] for name in ("Location",) if response.has_header(name)}
             cache.set(
                 result_key,
-                {"fingerprint": fingerprint, "status": response.status_code, "data": _plain(response.data),
+                {"fingerprint": body_hash, "status": response.status_code, "data": _plain(response.data),
                  "headers": headers},
                 IDEMPOTENCY_TTL,
             )

@@ -1,11 +1,13 @@
 """REST resources of messaging: send a message, read messages (with attempts) and conversations.
 
 Sending honours `Idempotency-Key` durably: the key becomes the message's own idempotency key
-(namespaced by caller), so a retry returns the same message even after the cache is gone.
+(namespaced by caller) and a fingerprint of the request is stored with it, so a retry returns the
+same message even after the cache is gone, and the same key with another request is a 409.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import django_filters
@@ -22,6 +24,7 @@ from clinics.api import (
     IDEMPOTENCY_PARAMETER,
     ApiDefaults,
     error_responses,
+    fingerprint,
     principal_id,
     request_user,
 )
@@ -29,7 +32,7 @@ from config.errors import DomainError
 from consent.models import Purpose
 from consent.services import access_log_record
 from messaging.models import Conversation, Direction, Message, MessageAttempt, MessageStatus
-from messaging.selectors import conversations_visible_to, messages_visible_to
+from messaging.selectors import conversations_visible_to, messages_visible_to, scope_q
 from messaging.services import message_send
 from patients.api import AwareDateTimeField, AwareDateTimeFilter, IdFilter
 from patients.models import Channel
@@ -71,18 +74,37 @@ class SendSerializer(serializers.Serializer):
     urgent = serializers.BooleanField(required=False, default=False)
 
 
+MAX_IDEMPOTENCY_KEY = 150  # the namespaced key must fit Message.idempotency_key (200)
+
+
+def _send_fingerprint(v: dict) -> str:
+    """clinics.api's fingerprint of the validated body: defaults filled in and `not_before` in UTC,
+    so the same request spelled another way (key order, `"urgent": false`, another offset) matches."""
+    not_before = v["not_before"].astimezone(dt.UTC).isoformat() if v["not_before"] else None
+    return fingerprint({**v, "not_before": not_before})
+
+
+def _idempotency_conflict() -> DomainError:
+    return DomainError(_("This Idempotency-Key was already used with a different request body."),
+                       field=IDEMPOTENCY_HEADER, status=409, code="idempotency_conflict")
+
+
 class MessageFilter(django_filters.FilterSet):
     patient = IdFilter(field_name="patient_id")
     status = django_filters.ChoiceFilter(choices=MessageStatus.choices)
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     direction = django_filters.ChoiceFilter(choices=Direction.choices)
-    site = IdFilter(field_name="conversation__site_id")
+    site = IdFilter(method="filter_site", help_text="The site that sees the message: the patient's current "
+                    "home site (for an unidentified sender, the site written to).")
     created_after = AwareDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = AwareDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Message
         fields = ["patient", "status", "channel", "direction", "site"]
+
+    def filter_site(self, queryset, name, value):
+        return queryset.filter(scope_q([value], "conversation__"))
 
 
 class MessageViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -110,36 +132,49 @@ class MessageViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     @extend_schema(
         request=SendSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: MessageDetailSerializer, 200: MessageDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
+        responses={201: MessageDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="Queue a message through the outbound pipeline (consent, quiet hours, channel choice). "
-        "Repeating the request with the same `Idempotency-Key` returns the same message (200), never a second one.",
+        "Repeating the request with the same `Idempotency-Key` and body answers 201 again with the same message "
+        "(header `Idempotent-Replayed: true`), never a second one; the same key with any other field is a 409.",
     )
     def create(self, request, *args, **kwargs):
+        raw = request.headers.get(IDEMPOTENCY_HEADER)
+        if raw is not None:
+            raw = raw.strip()
+            if not raw or len(raw) > MAX_IDEMPOTENCY_KEY:
+                raise DomainError(_("Idempotency-Key must be 1 to %(n)d characters.") % {"n": MAX_IDEMPOTENCY_KEY},
+                                  field=IDEMPOTENCY_HEADER)
         data = SendSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         patient = patient_get_for(request.user, v["patient"])
-        raw = (request.headers.get(IDEMPOTENCY_HEADER) or "").strip()
-        if len(raw) > 150:
-            raise DomainError(_("Idempotency-Key must be 1 to %(n)d characters.") % {"n": 150}, field=IDEMPOTENCY_HEADER)
+        request_fingerprint = _send_fingerprint(v)
         key = f"api:{principal_id(request.user)}:{raw or uuid.uuid4().hex}"
         prior = Message.objects.filter(idempotency_key=key).first()
         if prior is not None:
-            if (prior.patient_id, prior.template, prior.purpose, prior.context) != (
-                patient.pk, v["template"], v["purpose"], v["context"]
-            ):
-                raise DomainError(_("This Idempotency-Key was already used with a different request body."),
-                                  field=IDEMPOTENCY_HEADER, status=409)
-            response = Response(MessageDetailSerializer(prior).data, status=status.HTTP_200_OK)
-            response["Idempotent-Replayed"] = "true"
-            return response
-        with transaction.atomic():
-            message = message_send(
-                patient=patient, purpose=v["purpose"], template=v["template"], context=v["context"],
-                idempotency_key=key, channel=v["channel"], not_before=v["not_before"], urgent=v["urgent"],
-                actor=request_user(request),
-            )
+            if prior.request_fingerprint != request_fingerprint:
+                raise _idempotency_conflict()
+            return self._replayed(prior)
+        try:
+            with transaction.atomic():
+                message = message_send(
+                    patient=patient, purpose=v["purpose"], template=v["template"], context=v["context"],
+                    idempotency_key=key, channel=v["channel"], not_before=v["not_before"], urgent=v["urgent"],
+                    actor=request_user(request), request_fingerprint=request_fingerprint,
+                )
+        except DomainError as exc:
+            # A concurrent request queued this key first, for another patient or another body.
+            if exc.field == "idempotency_key" and exc.status == 409:
+                raise _idempotency_conflict() from exc
+            raise
         return Response(MessageDetailSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _replayed(message: Message) -> Response:
+        """The first answer again: 201 with the message (as it is now)."""
+        response = Response(MessageDetailSerializer(message).data, status=status.HTTP_201_CREATED)
+        response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -165,11 +200,15 @@ class ConversationDetailSerializer(ConversationSerializer):
 class ConversationFilter(django_filters.FilterSet):
     patient = IdFilter(field_name="patient_id")
     needs_attention = django_filters.BooleanFilter()
-    site = IdFilter(field_name="site_id")
+    site = IdFilter(method="filter_site", help_text="The site that sees the conversation: the patient's current "
+                    "home site (for an unidentified sender, the site written to).")
 
     class Meta:
         model = Conversation
         fields = ["patient", "needs_attention", "site"]
+
+    def filter_site(self, queryset, name, value):
+        return queryset.filter(scope_q([value]))
 
 
 class ConversationViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

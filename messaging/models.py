@@ -150,6 +150,9 @@ class Message(models.Model):
                                 related_name="+")
     status = models.CharField(_("status"), max_length=12, choices=MessageStatus.choices, db_index=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # SHA-256 of the validated API request that created it (POST /api/v1/messages/): a retry with
+    # the same Idempotency-Key must match it. Null for messages queued by features.
+    request_fingerprint = models.CharField(max_length=64, null=True, blank=True, editable=False)
     provider = models.CharField(max_length=10, blank=True)
     provider_id = models.CharField(max_length=64, null=True, blank=True)
     # Channels tried and why others were skipped: [{"channel": "whatsapp", "skipped": "no_opt_in"}, …]

@@ -38,11 +38,13 @@ class SendRequest:
     not_before: dt.datetime | None = None
     urgent: bool = False
     actor: User | None = None
+    request_fingerprint: str | None = None
 
 
 def message_send(
     *, patient: Patient, purpose: str, template: str, context: dict, idempotency_key: str, channel: str | None = None,
     not_before: dt.datetime | None = None, urgent: bool = False, actor: User | None = None,
+    request_fingerprint: str | None = None,
 ) -> Message:
     """Queue one message to `patient`. Same idempotency key, same Message: never a second one.
 
@@ -51,10 +53,14 @@ def message_send(
     quiet hours unless `urgent`; renders it in the patient's language (then the site's, then
     English). With no usable channel the Message is stored as failed with the reasons, so staff
     see why. Raises ValidationError naming the field for bad input.
+
+    With `request_fingerprint` (a hash of the caller's whole request, stored on the Message), the
+    key must come back with the same fingerprint: otherwise a 409 DomainError on `idempotency_key`,
+    also when a concurrent request inserted the key first.
     """
     return message_send_many([SendRequest(
         patient=patient, purpose=purpose, template=template, context=context, idempotency_key=idempotency_key,
-        channel=channel, not_before=not_before, urgent=urgent, actor=actor,
+        channel=channel, not_before=not_before, urgent=urgent, actor=actor, request_fingerprint=request_fingerprint,
     )])[0]
 
 
@@ -114,9 +120,8 @@ def message_send_many(requests: list[SendRequest]) -> list[Message]:
     existing = {m.idempotency_key: m for m in Message.objects.filter(idempotency_key__in=keys)}
     for req in requests:
         prior = existing.get(req.idempotency_key)
-        if prior is not None and prior.patient_id != req.patient.pk:
-            raise DomainError(_("This idempotency key was used for another patient."), field="idempotency_key",
-                              status=409)
+        if prior is not None:
+            _check_key_reuse(prior, patient_id=req.patient.pk, fingerprint=req.request_fingerprint)
     todo = [r for r in requests if r.idempotency_key not in existing]
     now = timezone.now()
     created: dict[str, Message] = {}
@@ -146,6 +151,7 @@ def message_send_many(requests: list[SendRequest]) -> list[Message]:
                 conversation=conv, patient=req.patient, direction=Direction.OUTBOUND, purpose=req.purpose,
                 urgent=req.urgent, template=req.template, context=req.context,
                 idempotency_key=req.idempotency_key, created_by=req.actor, routing=[*skipped],
+                request_fingerprint=req.request_fingerprint,
             )
             if chosen is None:
                 msg.status = MessageStatus.FAILED
@@ -183,14 +189,23 @@ def _insert_one_by_one(rows: list[Message], requests: list[SendRequest], existin
             out[msg.idempotency_key] = msg
         except IntegrityError:
             theirs = Message.objects.get(idempotency_key=msg.idempotency_key)
-            if theirs.patient_id != msg.patient_id:
-                raise DomainError(_("This idempotency key was used for another patient."), field="idempotency_key",
-                                  status=409) from None
+            _check_key_reuse(theirs, patient_id=msg.patient_id, fingerprint=msg.request_fingerprint)
             out[msg.idempotency_key] = theirs
     from messaging.dispatch import kick
 
     transaction.on_commit(kick)
     return [out[r.idempotency_key] for r in requests]
+
+
+def _check_key_reuse(prior: Message, *, patient_id: int, fingerprint: str | None) -> None:
+    """A key already queued must come back for the same patient and, when the caller fingerprints
+    its requests, with the same fingerprint; otherwise a 409 on `idempotency_key`."""
+    if prior.patient_id != patient_id:
+        raise DomainError(_("This idempotency key was used for another patient."), field="idempotency_key",
+                          status=409)
+    if fingerprint is not None and prior.request_fingerprint != fingerprint:
+        raise DomainError(_("This idempotency key was already used with a different request."),
+                          field="idempotency_key", status=409, code="idempotency_conflict")
 
 
 def apply_route(msg: Message, chosen) -> None:

@@ -25,7 +25,8 @@ def test_send_with_same_idempotency_key_returns_the_same_message(client, patient
     first = _post(client, secret, body, idem="abc-1")
     second = _post(client, secret, body, idem="abc-1")
     assert first.status_code == 201, first.json()
-    assert second.status_code == 200
+    assert second.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
     assert second.json()["id"] == first.json()["id"]
     assert Message.objects.count() == 1
     assert first.json()["channel"] == "sms" and first.json()["body"] == "Ciao Anna"
@@ -80,3 +81,18 @@ def test_message_detail_shows_attempts_and_logs_access(client, patient, sandbox_
     assert listed["count"] == 0
     convs = client.get(f"/api/v1/conversations/?patient={patient.pk}", HTTP_AUTHORIZATION=f"Api-Key {secret}").json()
     assert convs["count"] == 1
+
+
+def test_site_filters_follow_the_patients_current_home_site(client, patient, sandbox_accounts, template, site_b):
+    # given a message to a patient who has since moved from the first site to site_b
+    first_site = patient.home_site
+    _key, secret = api_key(sites=[first_site, site_b], can_write=True)
+    body = {"patient": patient.pk, "template": "note", "purpose": "care", "context": {"first_name": "Anna"}}
+    assert _post(client, secret, body, idem="moved").status_code == 201
+    type(patient).objects.filter(pk=patient.pk).update(home_site=site_b)
+    auth = {"HTTP_AUTHORIZATION": f"Api-Key {secret}"}
+
+    # then both lists file it under the site that sees it now, as scoping does
+    for path in ("/api/v1/messages/", "/api/v1/conversations/"):
+        assert client.get(path, {"site": site_b.pk}, **auth).json()["count"] == 1, path
+        assert client.get(path, {"site": first_site.pk}, **auth).json()["count"] == 0, path
