@@ -115,6 +115,7 @@ ACCESS_LABELS = {
     "preferences": _("Contact preferences"),
     "duplicates": _("Possible duplicates"),
     "message": _("A message"),
+    "messages": _("Messages (a list page)"),
     "conversation": _("Conversation"),
     "profile": _("Profile (edit form)"),
     "merge_review": _("Merge review"),

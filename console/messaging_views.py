@@ -20,7 +20,7 @@ from channels_hub.inbound import sandbox_reply
 from channels_hub.models import ChannelAccount, SandboxMessage
 from clinics.selectors import actor_can_write, sites_for
 from config.errors import DomainError
-from consent.services import access_log_record
+from consent.services import access_log_record, access_log_record_many
 from console.views import staff_required
 from messaging.models import Direction, MessageStatus
 from messaging.selectors import (
@@ -83,6 +83,9 @@ def message_log(request):
         if d["date_to"]:
             qs = qs.filter(created_at__date__lte=d["date_to"])
     page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    # The page shows message bodies: a read of each listed patient's messages.
+    patients = list({m.patient_id: m.patient for m in page if m.patient_id}.values())
+    access_log_record_many(patients=patients, what="messages", actor=request.user, request=request)
     return render(request, "console/messaging/log.html", {"form": form, "page": page})
 
 

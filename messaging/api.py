@@ -30,7 +30,7 @@ from clinics.api import (
 )
 from config.errors import DomainError
 from consent.models import Purpose
-from consent.services import access_log_record
+from consent.services import access_log_record, access_log_record_many
 from messaging.models import Conversation, Direction, Message, MessageAttempt, MessageStatus
 from messaging.selectors import conversations_visible_to, messages_visible_to, scope_q
 from messaging.services import message_send
@@ -121,6 +121,14 @@ class MessageViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMix
 
     def get_serializer_class(self):
         return MessageDetailSerializer if self.action == "retrieve" else MessageSerializer
+
+    @extend_schema(description="Messages, newest first. Writes an access-log row (`messages`) for each patient "
+                   "whose messages are on the page.")
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset().select_related("patient")))
+        patients = list({m.patient_id: m.patient for m in page if m.patient_id}.values())
+        access_log_record_many(patients=patients, what="messages", actor=request.user, request=request)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(responses={200: MessageDetailSerializer, **error_responses(401, 403, 404)},
                    description="A message with its delivery attempts. Writes an access-log row (`message`).")

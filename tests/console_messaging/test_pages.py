@@ -4,7 +4,7 @@ import pytest
 
 from channels_hub.inbound import inbound_event_process
 from channels_hub.models import ChannelAccount, InboundEvent, SandboxMessage
-from consent.models import ConsentEvent, Purpose
+from consent.models import AccessLog, ConsentEvent, Purpose
 from messaging.dispatch import dispatch_once
 from messaging.models import Conversation, Message, MessageTemplate
 from messaging.services import message_send
@@ -40,6 +40,7 @@ def test_message_log_filters_and_scope(client, world, site_b):
     page = client.get("/console/messages/?status=delivered&channel=sms")
     assert page.status_code == 200 and "Hello A" in page.content.decode()
     assert "Hello A" not in client.get("/console/messages/?status=failed").content.decode()
+    assert list(AccessLog.objects.filter(what="messages").values_list("patient_id", flat=True)) == [world.pk]
     client.force_login(staff_user(sites=[site_b]))
     assert "Hello A" not in client.get("/console/messages/").content.decode()
     assert client.get(f"/console/messages/{Message.objects.get().pk}/").status_code == 404

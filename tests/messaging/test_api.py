@@ -96,3 +96,19 @@ def test_site_filters_follow_the_patients_current_home_site(client, patient, san
     for path in ("/api/v1/messages/", "/api/v1/conversations/"):
         assert client.get(path, {"site": site_b.pk}, **auth).json()["count"] == 1, path
         assert client.get(path, {"site": first_site.pk}, **auth).json()["count"] == 0, path
+
+
+def test_listing_messages_logs_a_read_for_each_patient_on_the_page(client, patient, sandbox_accounts, template):
+    from consent.models import AccessLog
+
+    _key, secret = api_key(sites=[patient.home_site], can_write=True)
+    body = {"patient": patient.pk, "template": "note", "purpose": "care", "context": {"first_name": "Anna"}}
+    for idem in ("l1", "l2"):
+        _post(client, secret, body, idem=idem)
+    assert not AccessLog.objects.filter(what="messages").exists()
+
+    response = client.get("/api/v1/messages/", HTTP_AUTHORIZATION=f"Api-Key {secret}")
+
+    # two messages of one patient: one row for that patient
+    assert response.status_code == 200 and response.json()["count"] == 2
+    assert list(AccessLog.objects.filter(what="messages").values_list("patient_id", flat=True)) == [patient.pk]
