@@ -1,24 +1,34 @@
 """REST plumbing every app's API shares: who is calling, pagination, throttling, the Api-Key
-OpenAPI scheme, the error body in the schema, and idempotent POSTs (`Idempotency-Key`).
+OpenAPI scheme, the error body in the schema, idempotent POSTs (`Idempotency-Key`), and the input
+fields every resource parses the same way (date-times with an offset, bounded ids).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
 import time
 from collections.abc import Callable
 
+import django_filters
+from django import forms
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.encoding import force_str
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from rest_framework import ISO_8601, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.utils import humanize_datetime
 from rest_framework.utils.encoders import JSONEncoder
 
 from clinics.models import ApiKey, User
@@ -225,3 +235,90 @@ def idempotent(view_method):
         return idempotent_response(request, lambda: view_method(self, request, *args, **kwargs))
 
     return wrapper
+
+
+# --- Date-times given to the API ---------------------------------------------------------------
+
+# A time without an offset would be read in the server's zone, which the caller cannot see.
+NAIVE_DATETIME_MESSAGE = gettext_lazy(
+    "Give a UTC offset, e.g. 2026-03-10T09:30:00Z or 2026-03-10T10:30:00+01:00."
+)
+OUT_OF_RANGE_MESSAGE = serializers.DateTimeField.default_error_messages["overflow"]
+AWARE_DATETIME_HELP = gettext_lazy("ISO 8601 with a UTC offset, e.g. 2026-03-10T09:30:00Z.")
+# A day inside Python's limits, so the value can be shown in any time zone without overflowing.
+EARLIEST_DATETIME = dt.datetime.min.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+LATEST_DATETIME = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
+
+
+def aware_datetime_problem(value: dt.datetime) -> str | None:
+    """Why `value` is not an acceptable API date-time: "naive", "overflow", or None when it is."""
+    if timezone.is_naive(value):
+        return "naive"
+    if not EARLIEST_DATETIME <= value <= LATEST_DATETIME:
+        return "overflow"
+    return None
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time with an explicit UTC offset (`Z` or `+01:00`); anything else is a 400."""
+
+    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            self.fail("date")
+        if isinstance(value, str):
+            try:
+                value = parse_datetime(value.strip())
+            except ValueError:  # well-formed but impossible, e.g. month 13
+                value = None
+        if not isinstance(value, dt.datetime):
+            self.fail("invalid", format=humanize_datetime.datetime_formats([ISO_8601]))
+        problem = aware_datetime_problem(value)
+        if problem:
+            self.fail(problem)
+        return self.enforce_timezone(value)
+
+
+class AwareIsoDateTimeFormField(forms.DateTimeField):
+    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            parsed = parse_datetime(force_str(value).strip())
+        except ValueError:  # well-formed but impossible, e.g. month 13
+            parsed = None
+        if parsed is None:
+            raise DjangoValidationError(self.error_messages["invalid"], code="invalid")
+        problem = aware_datetime_problem(parsed)
+        if problem:
+            raise DjangoValidationError(self.error_messages[problem], code=problem)
+        return parsed
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """A query-string date-time with an explicit UTC offset; naive or out-of-range values are a 400."""
+
+    field_class = AwareIsoDateTimeFormField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
+        super().__init__(*args, **kwargs)
+
+
+# --- Query-string ids ------------------------------------------------------------------------
+
+class IdFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)

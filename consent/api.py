@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from clinics.api import (
     IDEMPOTENCY_PARAMETER,
     ApiDefaults,
+    AwareDateTimeField,
     error_responses,
     idempotent,
     request_api_key,
@@ -21,7 +22,7 @@ from clinics.api import (
 from consent.models import AccessLog, ConsentEvent, ConsentSource, Purpose
 from consent.selectors import access_log_for, consent_events, consent_matrix
 from consent.services import access_log_record, client_ip, consent_grant, consent_revoke
-from patients.api import PATIENT_PK_PARAMETER, AwareDateTimeField, PatientScopedMixin
+from patients.api import PATIENT_PK_PARAMETER, PatientScopedMixin
 from patients.models import Channel
 
 

@@ -23,6 +23,9 @@ from clinics.api import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_PARAMETER,
     ApiDefaults,
+    AwareDateTimeField,
+    AwareDateTimeFilter,
+    IdFilter,
     error_responses,
     fingerprint,
     principal_id,
@@ -34,7 +37,6 @@ from consent.services import access_log_record, access_log_record_many
 from messaging.models import Conversation, Direction, Message, MessageAttempt, MessageStatus
 from messaging.selectors import conversations_visible_to, messages_visible_to, scope_q
 from messaging.services import message_send
-from patients.api import AwareDateTimeField, AwareDateTimeFilter, IdFilter
 from patients.models import Channel
 from patients.selectors import patient_get_for
 

@@ -7,33 +7,28 @@ and the record a write returns) writes an access-log row.
 
 from __future__ import annotations
 
-import datetime as dt
 from contextlib import contextmanager
 
 import django_filters
-from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from django.utils.encoding import force_str
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import ISO_8601, mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.utils import humanize_datetime
 
 from clinics.api import (
     ID_REGEX,
     IDEMPOTENCY_PARAMETER,
     MAX_ID,
     ApiDefaults,
+    IdFilter,
     error_responses,
     idempotent,
     request_user,
@@ -97,82 +92,6 @@ def _prefixed(errors: dict[str, list[str]], prefix: str, status_code: int) -> Do
     err = DomainError(messages[0], field=field, status=status_code)
     err.all_errors = keyed
     return err
-
-
-# --- Date-times given to the API ---------------------------------------------------------------
-
-# A time without an offset would be read in the server's zone, which the caller cannot see.
-NAIVE_DATETIME_MESSAGE = gettext_lazy(
-    "Give a UTC offset, e.g. 2026-03-10T09:30:00Z or 2026-03-10T10:30:00+01:00."
-)
-OUT_OF_RANGE_MESSAGE = serializers.DateTimeField.default_error_messages["overflow"]
-AWARE_DATETIME_HELP = gettext_lazy("ISO 8601 with a UTC offset, e.g. 2026-03-10T09:30:00Z.")
-# A day inside Python's limits, so the value can be shown in any time zone without overflowing.
-EARLIEST_DATETIME = dt.datetime.min.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
-LATEST_DATETIME = dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(days=1)
-
-
-def aware_datetime_problem(value: dt.datetime) -> str | None:
-    """Why `value` is not an acceptable API date-time: "naive", "overflow", or None when it is."""
-    if timezone.is_naive(value):
-        return "naive"
-    if not EARLIEST_DATETIME <= value <= LATEST_DATETIME:
-        return "overflow"
-    return None
-
-
-class AwareDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 date-time with an explicit UTC offset (`Z` or `+01:00`); anything else is a 400."""
-
-    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, value):
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            self.fail("date")
-        if isinstance(value, str):
-            try:
-                value = parse_datetime(value.strip())
-            except ValueError:  # well-formed but impossible, e.g. month 13
-                value = None
-        if not isinstance(value, dt.datetime):
-            self.fail("invalid", format=humanize_datetime.datetime_formats([ISO_8601]))
-        problem = aware_datetime_problem(value)
-        if problem:
-            self.fail(problem)
-        return self.enforce_timezone(value)
-
-
-class AwareIsoDateTimeFormField(forms.DateTimeField):
-    default_error_messages = {"naive": NAIVE_DATETIME_MESSAGE, "overflow": OUT_OF_RANGE_MESSAGE}
-
-    def to_python(self, value):
-        if value in self.empty_values:
-            return None
-        try:
-            parsed = parse_datetime(force_str(value).strip())
-        except ValueError:  # well-formed but impossible, e.g. month 13
-            parsed = None
-        if parsed is None:
-            raise DjangoValidationError(self.error_messages["invalid"], code="invalid")
-        problem = aware_datetime_problem(parsed)
-        if problem:
-            raise DjangoValidationError(self.error_messages[problem], code=problem)
-        return parsed
-
-
-@extend_schema_field(OpenApiTypes.DATETIME)
-class AwareDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """A query-string date-time with an explicit UTC offset; naive or out-of-range values are a 400."""
-
-    field_class = AwareIsoDateTimeFormField
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("help_text", AWARE_DATETIME_HELP)
-        super().__init__(*args, **kwargs)
 
 
 # --- Serializers ------------------------------------------------------------------------------
@@ -337,15 +256,6 @@ class InvalidateSerializer(serializers.Serializer):
 
 
 @extend_schema_field(OpenApiTypes.INT)
-class IdFilter(django_filters.NumberFilter):
-    field_class = forms.IntegerField
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(*args, **kwargs)
-
-
 class PatientFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(
         method="filter_q", max_length=200,
