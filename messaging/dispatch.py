@@ -159,7 +159,7 @@ def deliver(ids: list[int]) -> None:
                 _fallback(m, reason=f"consent_{decision.reason}", now=now)
                 continue
             if not m.urgent and m.patient.in_quiet_hours(now):
-                Message.objects.filter(pk=m.pk, status=MessageStatus.SENDING).update(
+                Message.objects.filter(pk=m.pk, status=MessageStatus.SENDING, attempt_count=m.attempt_count).update(
                     status=MessageStatus.QUEUED, next_attempt_at=quiet_hours_end(m.patient, now), claimed_until=None,
                     attempt_count=F("attempt_count") - 1,
                 )
@@ -204,6 +204,9 @@ def deliver(ids: list[int]) -> None:
             # A provider that cannot be asked afterwards (SMTP): one message at a time, so a crash
             # leaves at most one outcome unknown and the rest are simply sent later.
             for item in items:
+                # Each send may take longer than its share of the group's lease: renew it alone.
+                if not _renew([item], timeout=provider.request_timeout, parallel=False):
+                    continue
                 attempts = _start([item])
                 result = provider.send_many([outbound_for(item[0], item[2])])
                 with transaction.atomic():
@@ -225,22 +228,26 @@ def _renew(items, *, timeout: float, parallel: bool):
     """The items whose rows this worker still owns, with the lease extended to cover this group's
     sends; rows reconcile took back are left alone.
 
-    Owned means: still `sending`, lease not run out, and still this worker's claim. Every claim
-    counts up `attempt_count`, so a row the relay re-queued and another worker claimed again has
-    a higher number than the one this worker read and is not ours, though it is `sending` too.
+    Owned means: still `sending`, lease not run out, and still this worker's claim: the same claim
+    number and the very lease this worker set. Every claim counts up `attempt_count`, so a row the
+    relay re-queued and another worker claimed again has a higher number; and the relay, taking a
+    stuck row over, first moves its lease, so a row the relay is reconciling is not ours either.
     """
     now = timezone.now()
-    claims = {m.pk: m.attempt_count for m, _p, _mode in items}
+    claims = {m.pk: (m.attempt_count, m.claimed_until) for m, _p, _mode in items}
     until = now + dt.timedelta(seconds=lease_seconds(len(claims), timeout=timeout, parallel=parallel))
     with transaction.atomic():
         owned = {
-            pk for pk, number in Message.objects.select_for_update()
+            pk for pk, number, lease in Message.objects.select_for_update()
             .filter(id__in=list(claims), status=MessageStatus.SENDING, claimed_until__gt=now)
-            .values_list("id", "attempt_count")
-            if claims[pk] == number
+            .values_list("id", "attempt_count", "claimed_until")
+            if claims[pk] == (number, lease)
         }
         Message.objects.filter(id__in=owned).update(claimed_until=until)
-    return [item for item in items if item[0].pk in owned]
+    kept = [item for item in items if item[0].pk in owned]
+    for m, _p, _mode in kept:
+        m.claimed_until = until
+    return kept
 
 
 def _still_allowed(items):
@@ -281,24 +288,28 @@ def _record(items, results, attempts) -> None:
 def _mark_accepted(msgs: list[Message], attempts: list[MessageAttempt], now) -> None:
     """Record a batch the provider accepted: one UPDATE per table, whatever the batch size.
 
-    Only rows still `sending` change status (a receipt may already have moved one forward); the
-    provider id is stored on every row so later receipts find their message. One statement per
+    Only rows still `sending` change (status, provider id, …): a receipt that beat us here has
+    already stored the provider id while moving the row forward, and a row a failure receipt sent
+    to its next channel must not take this send's id back. One statement per
     table instead of bulk_update: its CASE WHEN per row cost more Python time than the rest of the
     batch, and every extra UPDATE of a message row writes all its index entries again.
     """
     at = connection.ops.adapt_datetimefield_value(now)
-    sending = MessageStatus.SENDING
-    # Only rows of this claim (its number, see `_renew`): a row claimed again since is not ours to set.
+    # Only rows of this claim (its number, see `_renew`): a row claimed again since is not ours to
+    # set. Still ours means `sending`, or `unknown` if the relay, unable to ask an SMTP server,
+    # gave up waiting for this worker: the worker knows better, the message was accepted.
+    ours = "{t}.status IN (%s, %s)"
+    mine = [MessageStatus.SENDING, MessageStatus.UNKNOWN]
     _update_from_values(
         Message, [(m.pk, m.provider_id, m.status, m.attempt_count) for m in msgs],
-        "provider_id = v.column2, "
-        "status = CASE WHEN {t}.status = %s THEN v.column3 ELSE {t}.status END, "
-        "sent_at = CASE WHEN {t}.status = %s THEN %s ELSE {t}.sent_at END, "
-        "delivered_at = CASE WHEN {t}.status = %s AND v.column3 = %s THEN %s ELSE {t}.delivered_at END, "
-        "claimed_until = CASE WHEN {t}.status = %s THEN NULL ELSE {t}.claimed_until END, "
-        "error_code = CASE WHEN {t}.status = %s THEN '' ELSE {t}.error_code END, "
-        "error_message = CASE WHEN {t}.status = %s THEN '' ELSE {t}.error_message END",
-        [sending, sending, at, sending, MessageStatus.DELIVERED, at, sending, sending, sending],
+        f"provider_id = CASE WHEN {ours} THEN v.column2 ELSE {{t}}.provider_id END, "
+        f"sent_at = CASE WHEN {ours} THEN %s ELSE {{t}}.sent_at END, "
+        f"delivered_at = CASE WHEN {ours} AND v.column3 = %s THEN %s ELSE {{t}}.delivered_at END, "
+        f"claimed_until = CASE WHEN {ours} THEN NULL ELSE {{t}}.claimed_until END, "
+        f"error_code = CASE WHEN {ours} THEN '' ELSE {{t}}.error_code END, "
+        f"error_message = CASE WHEN {ours} THEN '' ELSE {{t}}.error_message END, "
+        f"status = CASE WHEN {ours} THEN v.column3 ELSE {{t}}.status END",  # every WHEN reads the row as it was
+        [*mine, *mine, at, *mine, MessageStatus.DELIVERED, at, *mine, *mine, *mine, *mine],
         where="{t}.attempt_count = v.column4",
     )
     _update_from_values(
@@ -370,7 +381,7 @@ def _record_failure(m: Message, attempt: MessageAttempt | None, err: TransportEr
     if not err.permanent:
         tries = _tries_on_channel(m)
         if tries >= settings.SEND_MAX_ATTEMPTS:
-            _fallback(m, reason=f"gave_up_{err.code}", now=now, error=err)
+            _fallback(m, reason=f"gave_up_{err.code}", now=now, error=err, claim=m.attempt_count)
             return
         base.update(status=MessageStatus.QUEUED, error_code=err.code[:40], error_message=err.message[:500],
                     claimed_until=None,
@@ -385,12 +396,14 @@ def _record_failure(m: Message, attempt: MessageAttempt | None, err: TransportEr
         base.update(status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None, error_code=err.code)
         transaction.on_commit(kick)
         return
-    _fallback(m, reason=err.code or "refused", now=now, error=err)
+    _fallback(m, reason=err.code or "refused", now=now, error=err, claim=m.attempt_count)
 
 
 def _fallback(m: Message, *, reason: str, now, error: TransportError | None = None,
-              statuses: tuple[str, ...] = (MessageStatus.SENDING, MessageStatus.QUEUED)) -> None:
-    """Try the next allowed channel; fail the message (keeping why) when none is left."""
+              statuses: tuple[str, ...] = (MessageStatus.SENDING, MessageStatus.QUEUED),
+              claim: int | None = None) -> None:
+    """Try the next allowed channel; fail the message (keeping why) when none is left.
+    `claim`: the claim number of the send that failed; the row moves only if it is still that claim."""
     tried = set(MessageAttempt.objects.filter(message=m).values_list("channel", flat=True)) | {m.channel}
     routing = [*m.routing, {"channel": m.channel, "failed": reason}]
     chosen = None
@@ -410,6 +423,8 @@ def _fallback(m: Message, *, reason: str, now, error: TransportError | None = No
         except Exception:  # a template that no longer renders: fail with the reason below
             log.exception("fallback routing for message %s", m.pk)
     base = Message.objects.filter(pk=m.pk, status__in=list(statuses))
+    if claim is not None:
+        base = base.filter(attempt_count=claim)
     if chosen is None:
         base.update(status=MessageStatus.FAILED, failed_at=now, claimed_until=None, routing=routing,
                     error_code=(error.code if error else reason)[:40],
@@ -450,7 +465,7 @@ def reconcile(limit: int = 200) -> int:
         attempt = MessageAttempt.objects.filter(message=m, number=m.attempt_count).first()
         if attempt is None:
             # Claimed but the worker died before calling anyone: nothing went out.
-            Message.objects.filter(pk=m.pk, status=m.status).update(
+            Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
                 status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
             done += 1
             continue
@@ -460,13 +475,15 @@ def reconcile(limit: int = 200) -> int:
             log.exception("reconcile message %s: no provider", m.pk)
             continue
         if not provider.can_lookup:
-            Message.objects.filter(pk=m.pk).update(status=MessageStatus.UNKNOWN, claimed_until=None)
+            Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
+                status=MessageStatus.UNKNOWN, claimed_until=None)
             continue
-        # Sids our other messages to this address hold, or held on earlier attempts, are never this one's.
+        # Sids our other messages to this address hold, or any other attempt held (this message's
+        # earlier ones included, e.g. the free text a template resend replaced), are never this attempt's.
         taken = frozenset(
             MessageAttempt.objects.filter(message__provider=m.provider, message__to_address=m.to_address,
                                           started_at__gte=attempt.started_at - dt.timedelta(days=1))
-            .exclude(message=m).exclude(provider_id="").values_list("provider_id", flat=True)
+            .exclude(pk=attempt.pk).exclude(provider_id="").values_list("provider_id", flat=True)
         ) | frozenset(
             Message.objects.filter(provider=m.provider, to_address=m.to_address, provider_id__isnull=False,
                                    created_at__gte=attempt.started_at - dt.timedelta(days=1))
@@ -479,7 +496,7 @@ def reconcile(limit: int = 200) -> int:
             continue
         with transaction.atomic():
             if found is not None:
-                Message.objects.filter(pk=m.pk, status=m.status).update(
+                Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
                     status=accepted_status(found.status), provider_id=found.provider_id, sent_at=attempt.started_at,
                     claimed_until=None, error_code="", error_message="")
                 MessageAttempt.objects.filter(pk=attempt.pk).update(
@@ -488,7 +505,7 @@ def reconcile(limit: int = 200) -> int:
                     # It went out and has failed since: as if its status callback had said so.
                     _reported_failure(m, provider_id=found.provider_id, error_code=found.error_code)
             else:
-                Message.objects.filter(pk=m.pk, status=m.status).update(
+                Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
                     status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
                 MessageAttempt.objects.filter(pk=attempt.pk).update(outcome=AttemptOutcome.NOT_FOUND, finished_at=now)
         done += 1

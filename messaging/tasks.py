@@ -49,10 +49,22 @@ def _enqueue_next() -> None:
 def relay() -> None:
     """Periodic safety net: due rows whose kick was lost, stuck claims, unknown outcomes, inbound
     events whose processing task was lost."""
-    from channels_hub.inbound import inbound_event_enqueue, inbound_pending
+    # Each step on its own: a fault in one (a misconfigured account, the broker away) must not
+    # hold up the others, above all the inbound events, where a STOP may be waiting.
+    for step in (spine.reconcile, _dispatch_if_due, _requeue_inbound):
+        try:
+            step()
+        except Exception:
+            log.exception("relay step %s failed", step.__name__)
 
-    spine.reconcile()
+
+def _dispatch_if_due() -> None:
     if spine.due_exists():
         dispatch.delay()
+
+
+def _requeue_inbound() -> None:
+    from channels_hub.inbound import inbound_event_enqueue, inbound_pending
+
     for event_id in inbound_pending(dt.timedelta(seconds=60)):
         inbound_event_enqueue(event_id)

@@ -330,3 +330,24 @@ def test_webhook_answers_200_and_keeps_the_event_when_the_broker_is_down(patient
 
     assert response.status_code == 200
     assert InboundEvent.objects.filter(processed_at__isnull=True).count() == 1
+
+
+def test_the_relay_requeues_inbound_events_even_when_reconciling_fails(patient, twilio_accounts, twilio, client,
+                                                                         monkeypatch, time_machine):
+    from channels_hub.tasks import process_inbound_event
+    from messaging import dispatch, tasks
+
+    # given an inbound STOP whose task was lost, and a reconcile step that fails this time
+    post_twilio_inbound(client, twilio, from_=PATIENT_MOBILE, body="STOP", sid="SM" + "9" * 32)
+    time_machine.shift(dt.timedelta(seconds=61))
+
+    def broken():
+        raise RuntimeError("misconfigured account")
+
+    monkeypatch.setattr(dispatch, "reconcile", broken)
+    queued = []
+    monkeypatch.setattr(process_inbound_event, "delay", queued.append)
+
+    # when the relay runs, then the event is queued again all the same
+    tasks.relay()
+    assert queued == [InboundEvent.objects.get().pk]

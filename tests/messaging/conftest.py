@@ -1,4 +1,5 @@
 from tests.messaging.spine import (  # noqa: F401  fixtures
+    monday_morning,
     patient,
     public_url,
     reminder_template,

@@ -89,6 +89,14 @@ def reminder_template(db):
 
 
 REMINDER_CONTEXT = {"first_name": "Anna", "when": "lun 10:00"}
+MONDAY_MORNING = dt.datetime(2030, 3, 4, 10, 0, tzinfo=dt.UTC)  # 11:00 in Rome: outside quiet hours
+
+
+@pytest.fixture
+def monday_morning(time_machine):
+    """The clock stopped on a Monday morning, outside every quiet period; `.shift()` moves it on."""
+    time_machine.move_to(MONDAY_MORNING, tick=False)
+    return time_machine
 
 
 def drain(max_rounds: int = 20) -> int:

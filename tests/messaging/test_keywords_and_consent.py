@@ -18,15 +18,8 @@ from tests.messaging.spine import (
     process_inbound,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("monday_morning")]
 
-MONDAY_MORNING = dt.datetime(2030, 3, 4, 10, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def monday_morning(time_machine):
-    time_machine.move_to(MONDAY_MORNING, tick=False)
-    return time_machine
 
 
 def send_reminder(patient, key="reminder-1", **kwargs):

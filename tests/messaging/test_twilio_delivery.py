@@ -20,6 +20,7 @@ from tests.factories import PatientFactory
 from tests.messaging.spine import (
     CLINIC_NUMBER,
     CONTENT_SID,
+    MONDAY_MORNING,
     PATIENT_EMAIL,
     PATIENT_MOBILE,
     PUBLIC_BASE_URL,
@@ -29,17 +30,10 @@ from tests.messaging.spine import (
     process_inbound,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("monday_morning")]
 
-MONDAY_MORNING = dt.datetime(2030, 3, 4, 10, 0, tzinfo=dt.UTC)  # 11:00 in Rome: outside quiet hours
 SERVICE_SID = "MG" + "5e4f" * 8
 WHATSAPP_MOBILE = f"whatsapp:{PATIENT_MOBILE}"
-
-
-@pytest.fixture(autouse=True)
-def monday_morning(time_machine):
-    time_machine.move_to(MONDAY_MORNING, tick=False)
-    return time_machine
 
 
 def send_reminder(patient, key="reminder-1", **kwargs):

@@ -145,3 +145,16 @@ def test_asking_for_a_code_for_another_of_the_patients_addresses_takes_nothing_a
 
     # then Anna's own sign-in still opens her record
     assert "Anna" in client_a.get("/portal/profile/").content.decode()
+
+
+def test_a_patient_cannot_switch_the_account_to_another_patients_address(client_a, patient_a, patient_b):
+    # when Anna tries allauth's email page to add Bruno's address and make it her primary one
+    assert client_a.get("/accounts/email/").status_code == 404
+    assert client_a.post("/accounts/email/", {"action_add": "", "email": "bruno@example.org"}).status_code == 404
+    assert client_a.post("/accounts/email/", {"action_primary": "", "email": "bruno@example.org"}).status_code == 404
+
+    # then her account keeps its address and opens only her record
+    patient_a.portal_account.refresh_from_db()
+    assert patient_a.portal_account.email == "anna@example.org"
+    html = client_a.get("/portal/").content.decode()
+    assert "Anna" in html and "Bruno" not in html
