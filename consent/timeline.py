@@ -2,7 +2,6 @@ from django.utils.translation import gettext as _
 
 from consent.models import AccessLog, ConsentAction, ConsentEvent
 from patients.registry import TimelineEntry, register_export_section, register_timeline_source
-from patients.selectors import merged_ids
 
 
 def _consent_events(patient_ids):
@@ -27,20 +26,20 @@ def _access_entries(patient_ids, limit):
                             detail=a.ip_address or "", actor=a.actor_label)
 
 
-# Export sections gather over merged_ids(patient) as the timeline does: the access log of a record
-# merged into this one stays on that record, and its consent statements are the originals there.
-def _export_consents(patient):
+# Export sections gather over the merged records too, as the timeline does: the access log of a
+# record merged into this one stays on that record, and its consent statements are the originals there.
+def _export_consents(patient, patient_ids):
     return [
         {"at": e.at.isoformat(), "channel": e.channel, "purpose": e.purpose, "action": e.action, "source": e.source,
          "wording_version": e.wording_version, "wording_text": e.wording_text, "by": e.actor_label}
-        for e in _consent_events(merged_ids(patient)).order_by("at", "id")
+        for e in _consent_events(patient_ids).order_by("at", "id")
     ]
 
 
-def _export_access(patient):
+def _export_access(patient, patient_ids):
     return [
         {"at": a.at.isoformat(), "by": a.actor_label, "what": a.what, "ip_address": a.ip_address}
-        for a in AccessLog.objects.filter(patient_id__in=merged_ids(patient)).order_by("at", "id")
+        for a in AccessLog.objects.filter(patient_id__in=patient_ids).order_by("at", "id")
     ]
 
 

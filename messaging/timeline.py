@@ -16,13 +16,11 @@ def _message_entries(patient_ids, limit):
                             extra={"message_id": m.pk, "status": m.status})
 
 
-def _export_messages(patient):
-    from patients.selectors import merged_ids
-
+def _export_messages(patient, patient_ids):
     return [
         {"at": m.created_at.isoformat(), "direction": m.direction, "channel": m.channel, "status": m.status,
          "purpose": m.purpose, "body": m.body, "subject": m.subject}
-        for m in Message.objects.filter(patient_id__in=merged_ids(patient)).order_by("created_at", "id")
+        for m in Message.objects.filter(patient_id__in=patient_ids).order_by("created_at", "id")
     ]
 
 

@@ -23,8 +23,9 @@ class TimelineEntry:
 
 # source(patient_ids, limit) -> the `limit` most recent entries, newest first.
 TimelineSource = Callable[[list[int], int], Iterable[TimelineEntry]]
-# section(patient) -> JSON-serialisable data for the export.
-ExportSection = Callable[[object], object]
+# section(patient, patient_ids) -> JSON-serialisable data for the export; patient_ids are the
+# patient and the records merged into it (as for timeline sources), computed once per export.
+ExportSection = Callable[[object, list[int]], object]
 
 _timeline_sources: dict[str, TimelineSource] = {}
 _export_sections: dict[str, ExportSection] = {}

@@ -132,8 +132,9 @@ def patient_export(patient: Patient) -> dict:
     from django.utils import timezone
 
     data = {"format": "touchpoint.patient-export/1", "exported_at": timezone.now().isoformat()}
+    ids = merged_ids(patient)
     for name, section in export_sections().items():
-        data[name] = section(patient)
+        data[name] = section(patient, ids)
     return data
 
 

@@ -1,7 +1,7 @@
 """The profile's own contribution to the timeline and the export.
 
-Export sections gather over `merged_ids(patient)`, as the timeline sources do: after a merge,
-rows that stayed on (or were copied from) a record merged into this one are still this person's data.
+Export sections gather over the patient and the records merged into it, as the timeline sources
+do: rows that stayed on (or were copied from) a merged record are still this person's data.
 """
 
 from django.core.exceptions import FieldDoesNotExist
@@ -9,7 +9,6 @@ from django.utils.translation import gettext as _
 
 from patients.models import Channel, ContactKind, ContactPoint, Patient, PatientChange, PatientIdentifier
 from patients.registry import TimelineEntry, register_export_section, register_timeline_source
-from patients.selectors import merged_ids
 
 
 def field_label(name: str) -> str:
@@ -60,32 +59,32 @@ def _profile_data(patient) -> dict:
     }
 
 
-def _export_profile(patient):
+def _export_profile(patient, patient_ids):
     # The records merged into this one keep their own profile (names, birth date, notes): held data too.
-    others = [pk for pk in merged_ids(patient) if pk != patient.pk]
+    others = [pk for pk in patient_ids if pk != patient.pk]
     merged = Patient.objects.filter(pk__in=others).select_related("home_site").order_by("pk") if others else []
     return {**_profile_data(patient), "merged_records": [_profile_data(p) for p in merged]}
 
 
-def _export_contact_points(patient):
+def _export_contact_points(patient, patient_ids):
     return [
         {"kind": c.kind, "value": c.value, "primary": c.is_primary, "verified": c.is_verified, "valid": c.is_valid,
          "invalid_reason": c.invalid_reason}
-        for c in ContactPoint.objects.filter(patient_id__in=merged_ids(patient))
+        for c in ContactPoint.objects.filter(patient_id__in=patient_ids)
     ]
 
 
-def _export_identifiers(patient):
+def _export_identifiers(patient, patient_ids):
     return [
         {"system": i.system, "value": i.value}
-        for i in PatientIdentifier.objects.filter(patient_id__in=merged_ids(patient)).order_by("id")
+        for i in PatientIdentifier.objects.filter(patient_id__in=patient_ids).order_by("id")
     ]
 
 
-def _export_changes(patient):
+def _export_changes(patient, patient_ids):
     return [
         {"at": c.at.isoformat(), "source": c.source, "summary": c.summary, "changes": c.changes}
-        for c in PatientChange.objects.filter(patient_id__in=merged_ids(patient)).order_by("at", "id")
+        for c in PatientChange.objects.filter(patient_id__in=patient_ids).order_by("at", "id")
     ]
 
 
