@@ -462,10 +462,11 @@ def reconcile(limit: int = 200) -> int:
         relock = now + dt.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
         if not Message.objects.filter(pk=m.pk, status=m.status, claimed_until=m.claimed_until).update(claimed_until=relock):
             continue  # another relay took it
+        ours = Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock)  # unless a worker moved it since
         attempt = MessageAttempt.objects.filter(message=m, number=m.attempt_count).first()
         if attempt is None:
             # Claimed but the worker died before calling anyone: nothing went out.
-            Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
+            ours.update(
                 status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
             done += 1
             continue
@@ -475,7 +476,7 @@ def reconcile(limit: int = 200) -> int:
             log.exception("reconcile message %s: no provider", m.pk)
             continue
         if not provider.can_lookup:
-            Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
+            ours.update(
                 status=MessageStatus.UNKNOWN, claimed_until=None)
             continue
         # Sids our other messages to this address hold, or any other attempt held (this message's
@@ -496,7 +497,7 @@ def reconcile(limit: int = 200) -> int:
             continue
         with transaction.atomic():
             if found is not None:
-                Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
+                ours.update(
                     status=accepted_status(found.status), provider_id=found.provider_id, sent_at=attempt.started_at,
                     claimed_until=None, error_code="", error_message="")
                 MessageAttempt.objects.filter(pk=attempt.pk).update(
@@ -505,7 +506,7 @@ def reconcile(limit: int = 200) -> int:
                     # It went out and has failed since: as if its status callback had said so.
                     _reported_failure(m, provider_id=found.provider_id, error_code=found.error_code)
             else:
-                Message.objects.filter(pk=m.pk, status=m.status, claimed_until=relock).update(
+                ours.update(
                     status=MessageStatus.QUEUED, next_attempt_at=now, claimed_until=None)
                 MessageAttempt.objects.filter(pk=attempt.pk).update(outcome=AttemptOutcome.NOT_FOUND, finished_at=now)
         done += 1

@@ -159,12 +159,16 @@ def portal_patients_for(user: User | None) -> QuerySet[Patient]:
     )
 
 
+def portal_accounts() -> QuerySet[User]:
+    """Every portal account: the users who are not staff (no staff member, no Django staff or superuser)."""
+    return User.objects.filter(is_staff=False, is_superuser=False, staffmember__isnull=True)
+
+
 def portal_accounts_of(patient: Patient) -> QuerySet[User]:
     """The portal accounts that may open `patient`: one per valid email address that has signed in
     or asked for a code (the inverse of `portal_patients_for`)."""
     emails = ContactPoint.objects.filter(patient=patient, kind=ContactKind.EMAIL, is_valid=True).values("value")
-    return User.objects.filter(email__in=emails, is_staff=False, is_superuser=False,
-                               staffmember__isnull=True).order_by("email")
+    return portal_accounts().filter(email__in=emails).order_by("email")
 
 
 def portal_patient_get(user: User | None, pk) -> Patient:

@@ -21,8 +21,8 @@ class PortalRequestLoginCodeForm(RequestLoginCodeForm):
     """allauth's "send me a code" form, preceded by creating the portal account on demand.
 
     A patient whose valid email is on file gets their account just before allauth looks the email
-    up, so nobody has to create it for them; what it opens is decided after the code is entered. Staff accounts are treated like unknown
-    emails: the portal never signs staff in. Either way the response is the same (allauth sends an
+    up, so nobody has to create it for them; what it opens is decided after the code is entered.
+    Staff accounts are treated like unknown emails: the portal never signs staff in. Either way the response is the same (allauth sends an
     "unknown account" mail instead of a code), so the page never tells whether an email is known.
     """
 

@@ -31,9 +31,9 @@ class EmailProvider(Provider):
     channel = "email"
     max_body_length = 100_000
 
-    def __init__(self, account):
-        super().__init__(account)
-        self.request_timeout = settings.EMAIL_TIMEOUT
+    @property
+    def request_timeout(self) -> float:
+        return settings.EMAIL_TIMEOUT
 
     def _message(self, o: Outbound, connection) -> EmailMultiAlternatives:
         domain = (self.account.sender or settings.DEFAULT_FROM_EMAIL).rsplit("@", 1)[-1].strip(">") or "touchpoint"

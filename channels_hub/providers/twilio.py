@@ -49,12 +49,15 @@ class _TwilioBase(Provider):
 
     def __init__(self, account):
         super().__init__(account)
-        self.request_timeout = settings.TWILIO_TIMEOUT
         creds = twilio_credentials(account.credentials_env)
         self.client = make_twilio_client(
             account_sid=creds.account_sid, auth_token=creds.auth_token, base_url=settings.TWILIO_API_BASE_URL,
             timeout=settings.TWILIO_TIMEOUT,
         )
+
+    @property
+    def request_timeout(self) -> float:
+        return settings.TWILIO_TIMEOUT
 
     def _create_kwargs(self, o: Outbound) -> dict:
         kwargs: dict = {"to": _address(self.channel, o.to)}

@@ -26,6 +26,7 @@ from consent.services import consent_grant, consent_revoke, consent_revoke_chann
 from messaging.services import message_send
 from patients.models import ChangeSource, Channel, ContactKind, ContactPoint, Patient, Sex
 from patients.normalize import fold
+from patients.selectors import portal_accounts
 from patients.services import (
     contact_point_add,
     contact_point_invalidate,
@@ -122,8 +123,7 @@ class Command(BaseCommand):
         emails = ContactPoint.objects.filter(patient__organization=organization, kind=ContactKind.EMAIL,
                                              is_valid=True).values("value")
         portal = (  # the first portal account the demo made (the Romano family's)
-            User.objects.filter(email__in=emails, is_staff=False, is_superuser=False, staffmember__isnull=True)
-            .order_by("pk").values_list("email", flat=True).first()
+            portal_accounts().filter(email__in=emails).order_by("pk").values_list("email", flat=True).first()
         )
         self.stdout.write("")
         self.stdout.write(f"Touchpoint: http://127.0.0.1:{port}/")
