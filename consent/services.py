@@ -132,7 +132,9 @@ def access_log_record(
 def access_log_record_many(
     *, patients: list[Patient], what: str, actor: User | ApiKey | None, request=None,
 ) -> list[AccessLog]:
-    """`access_log_record` for several patients read at once (a list page), in one INSERT."""
+    """`access_log_record` for several patients read at once (a list page), in one INSERT: one row
+    per patient, however often the page shows them."""
+    patients = list({p.pk: p for p in patients}.values())
     if not patients:
         return []
     api_key = actor if isinstance(actor, ApiKey) else None

@@ -84,8 +84,8 @@ def message_log(request):
             qs = qs.filter(created_at__date__lte=d["date_to"])
     page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
     # The page shows message bodies: a read of each listed patient's messages.
-    patients = list({m.patient_id: m.patient for m in page if m.patient_id}.values())
-    access_log_record_many(patients=patients, what="messages", actor=request.user, request=request)
+    access_log_record_many(patients=[m.patient for m in page if m.patient_id], what="messages",
+                           actor=request.user, request=request)
     return render(request, "console/messaging/log.html", {"form": form, "page": page})
 
 

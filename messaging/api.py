@@ -128,8 +128,8 @@ class MessageViewSet(ApiDefaults, mixins.ListModelMixin, mixins.RetrieveModelMix
                    "whose messages are on the page.")
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset().select_related("patient")))
-        patients = list({m.patient_id: m.patient for m in page if m.patient_id}.values())
-        access_log_record_many(patients=patients, what="messages", actor=request.user, request=request)
+        access_log_record_many(patients=[m.patient for m in page if m.patient_id], what="messages",
+                               actor=request.user, request=request)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(responses={200: MessageDetailSerializer, **error_responses(401, 403, 404)},
